@@ -1,0 +1,149 @@
+# shellcheck shell=bash
+# Shared helpers for integration tests. A test is a bash script that sources
+# this file, calls t_init, builds its state, checks outcomes with t_check /
+# t_fail, and ends with t_pass. Everything it starts is torn down by the EXIT
+# trap, on success, failure and interruption.
+#
+#   t_init                       root check, unique names, temp dir, traps
+#   t_lab_up N [LAB]             a lab of N nodes (torn down at exit)
+#   t_exec NODE CMD...           run CMD in NODE of the test's lab, wait for it
+#   t_spawn TAG NODE CMD...      start CMD in NODE in the background; its
+#                                stdout goes to $T_DIR/TAG.out, stderr to TAG.err
+#   t_wait_line TAG REGEX [SECS] wait (bounded) for a line of TAG's stdout
+#   t_wait_exit TAG [SECS]       wait (bounded) for TAG to end; returns its status
+#   t_kill TAG                   end TAG (TERM, then KILL), by pid
+#   t_check CMD...               run CMD; fail the test if it fails
+#   t_fail MSG / t_pass
+
+set -u
+set -o pipefail
+
+T_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+T_BUILD=${SOCKMIG_BUILD:-$T_ROOT/build}
+SOCKMIG=${SOCKMIG:-$T_BUILD/sockmig}
+SOCKMIGD=${SOCKMIGD:-$T_BUILD/sockmigd}
+T_PROGS=$T_BUILD/tests/progs
+T_NAME=$(basename "${0%.sh}")
+T_DIR=
+T_LABS=()
+declare -A T_PIDS=()
+
+t_log() { printf '%s: %s\n' "$T_NAME" "$*" >&2; }
+
+t_fail() {
+	printf 'FAIL: %s: %s\n' "$T_NAME" "$*" >&2
+	exit 1
+}
+
+t_pass() {
+	printf 'PASS: %s\n' "$T_NAME"
+	exit 0
+}
+
+t_check() {
+	"$@" || t_fail "command failed (status $?): $*"
+}
+
+t_cleanup() {
+	local status=$? tag lab
+	trap - EXIT INT TERM
+	for tag in "${!T_PIDS[@]}"; do
+		t_kill "$tag"
+	done
+	for lab in "${T_LABS[@]}"; do
+		"$SOCKMIG" lab down --name "$lab" >/dev/null 2>&1 ||
+			printf '%s: warning: lab down --name %s failed\n' "$T_NAME" "$lab" >&2
+	done
+	if [ -n "$T_DIR" ] && [ -d "$T_DIR" ]; then
+		if [ "$status" != 0 ] && [ -z "${T_KEEP:-}" ]; then
+			# Show what the background programs said; it is usually the cause.
+			for f in "$T_DIR"/*.out "$T_DIR"/*.err; do
+				[ -s "$f" ] || continue
+				printf -- '--- %s (last lines)\n' "${f##*/}" >&2
+				tail -n 15 "$f" >&2
+			done
+		fi
+		[ -n "${T_KEEP:-}" ] || rm -rf "$T_DIR"
+	fi
+	exit "$status"
+}
+
+t_init() {
+	[ "$(id -u)" = 0 ] || t_fail "integration tests need root (they create network namespaces)"
+	[ -x "$SOCKMIG" ] || t_fail "$SOCKMIG is not built; run make"
+	T_DIR=$(mktemp -d "/tmp/sockmig-test.${T_NAME}.XXXXXX")
+	# Unique per run and short: lab names end up in namespace names.
+	T_ID=$(printf 't%x%04x' "$$" "$RANDOM")
+	trap t_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+t_lab_up() {
+	local n=$1 lab=${2:-$T_ID}
+	T_LABS+=("$lab")
+	[ -z "${T_LAB:-}" ] && T_LAB=$lab
+	"$SOCKMIG" lab up --nodes "$n" --name "$lab" >"$T_DIR/lab-$lab.up" 2>&1 ||
+		t_fail "lab up --nodes $n --name $lab failed: $(cat "$T_DIR/lab-$lab.up")"
+}
+
+t_exec() {
+	local node=$1
+	shift
+	"$SOCKMIG" lab exec --name "$T_LAB" "$node" -- "$@"
+}
+
+t_spawn() {
+	local tag=$1 node=$2
+	shift 2
+	"$SOCKMIG" lab exec --name "$T_LAB" "$node" -- "$@" >"$T_DIR/$tag.out" 2>"$T_DIR/$tag.err" &
+	T_PIDS[$tag]=$!
+}
+
+t_wait_line() {
+	local tag=$1 re=$2 secs=${3:-20} file=$T_DIR/$1.out
+	# tail -F follows the file as it grows (inotify), so this wakes on the
+	# line, not on a timer; both sides are bounded by the timeout.
+	if ! timeout "$secs" grep -m1 -qE -- "$re" <(timeout "$secs" tail -n +1 -F "$file" 2>/dev/null); then
+		t_fail "no line matching '$re' from $tag within ${secs}s"
+	fi
+}
+
+t_wait_exit() {
+	local tag=$1 secs=${2:-20} pid=${T_PIDS[$1]} status
+	# A bounded wait for a child: a timer that kills it if it overruns.
+	( sleep "$secs"; kill -TERM "$pid" 2>/dev/null ) &
+	local watchdog=$!
+	wait "$pid"
+	status=$?
+	kill "$watchdog" 2>/dev/null
+	wait "$watchdog" 2>/dev/null
+	unset "T_PIDS[$tag]"
+	return "$status"
+}
+
+t_kill() {
+	local tag=$1 pid=${T_PIDS[$1]:-} i
+	[ -n "$pid" ] || return 0
+	if kill -TERM "$pid" 2>/dev/null; then
+		for i in $(seq 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null
+	fi
+	wait "$pid" 2>/dev/null
+	unset "T_PIDS[$tag]"
+	return 0
+}
+
+# Snapshot of the machine's own network namespace, to prove we did not touch it.
+t_root_net_snapshot() {
+	{
+		ip -o link show | sed -E 's/^[0-9]+: //; s/ qlen [0-9]+//' | awk '{print $1, $2, $3}'
+		ip -o addr show | awk '{print $2, $3, $4}'
+		ip route show table all
+		ip -6 route show table all
+		ip netns list
+	} 2>&1 | sort
+}

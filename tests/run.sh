@@ -1,0 +1,89 @@
+#!/bin/bash
+# Runs the whole test suite: unit tests (cmocka), fuzzers (short runs on
+# their corpus), integration tests (lab). Ends with "N passed, N failed" and
+# exits non-zero if anything failed.
+#
+#   tests/run.sh [PATTERN]   only the tests whose name contains PATTERN
+set -u
+cd "$(dirname "$0")/.."
+B=${SOCKMIG_BUILD:-build}
+
+pattern=${1:-}
+passed=0
+failed=0
+failed_names=()
+logdir=$(mktemp -d /tmp/sockmig-run.XXXXXX)
+trap 'rm -rf "$logdir"' EXIT
+
+want() { [ -z "$pattern" ] || [[ "$1" == *"$pattern"* ]]; }
+
+record() { # name status seconds log
+	if [ "$2" = 0 ]; then
+		passed=$((passed + 1))
+		printf 'PASS  %-40s %5ss\n' "$1" "$3"
+	else
+		failed=$((failed + 1))
+		failed_names+=("$1")
+		printf 'FAIL  %-40s %5ss\n' "$1" "$3"
+		[ -n "${4:-}" ] && [ -f "$4" ] && sed 's/^/      | /' "$4" | tail -n 40
+	fi
+}
+
+# Unit tests: each cmocka case counts, read from its TAP output.
+for bin in "$B"/tests/unit/test_*; do
+	[ -x "$bin" ] || continue
+	name=unit/${bin##*/}
+	want "$name" || continue
+	log=$logdir/${bin##*/}.log
+	start=$SECONDS
+	CMOCKA_MESSAGE_OUTPUT=TAP timeout 300 "$bin" >"$log" 2>&1
+	status=$?
+	secs=$((SECONDS - start))
+	n_ok=$(grep -c '^ok ' "$log")
+	n_bad=$(grep -c '^not ok ' "$log")
+	if [ "$n_ok" = 0 ] && [ "$n_bad" = 0 ]; then
+		record "$name" 1 "$secs" "$log"   # ran nothing: a defect
+		continue
+	fi
+	while read -r line; do
+		case $line in
+		'ok '*) record "$name: ${line#ok [0-9]* - }" 0 "$secs" ;;
+		'not ok '*) record "$name: ${line#not ok [0-9]* - }" 1 "$secs" "$log" ;;
+		esac
+	done < <(grep -E '^(not )?ok ' "$log")
+	if [ "$status" != 0 ] && [ "$n_bad" = 0 ]; then
+		record "$name (exit status $status)" 1 "$secs" "$log"
+	fi
+done
+
+# Fuzzers: a bounded run over the corpus and fresh inputs; a crash fails.
+for bin in "$B"/tests/fuzz/fuzz_*; do
+	[ -x "$bin" ] || continue
+	name=fuzz/${bin##*/}
+	want "$name" || continue
+	log=$logdir/${bin##*/}.log
+	corpus=tests/fuzz/corpus/${bin##*/fuzz_}
+	work=$(mktemp -d "$logdir/corpus.XXXXXX")
+	start=$SECONDS
+	timeout 300 "$bin" -max_total_time="${FUZZ_SECONDS:-20}" -timeout=10 -rss_limit_mb=2048 \
+		-artifact_prefix="$logdir/" "$work" ${corpus:+$( [ -d "$corpus" ] && echo "$corpus")} >"$log" 2>&1
+	record "$name" $? $((SECONDS - start)) "$log"
+done
+
+# Integration tests: one script, one test; each makes and removes its own lab.
+for t in tests/integration/*.sh; do
+	[ -f "$t" ] || continue
+	name=integration/$(basename "$t" .sh)
+	want "$name" || continue
+	log=$logdir/$(basename "$t").log
+	start=$SECONDS
+	timeout --kill-after=10 600 bash "$t" >"$log" 2>&1
+	record "$name" $? $((SECONDS - start)) "$log"
+done
+
+echo
+if [ "$failed" != 0 ]; then
+	printf 'failed: %s\n' "${failed_names[@]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$passed" != 0 ]
