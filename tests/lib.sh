@@ -110,14 +110,21 @@ t_wait_line() {
 }
 
 t_wait_exit() {
-	local tag=$1 secs=${2:-20} pid=${T_PIDS[$1]} status
-	# A bounded wait for a child: a timer that kills it if it overruns.
-	( sleep "$secs"; kill -TERM "$pid" 2>/dev/null ) &
-	local watchdog=$!
-	wait "$pid"
+	local tag=$1 secs=${2:-20} pid=${T_PIDS[$1]} status done_pid=
+	# Wait for whichever ends first, the program or a timer (a plain sleep
+	# process, so that killing it runs none of our traps).
+	( exec sleep "$secs" ) &
+	local timer=$!
+	wait -n -p done_pid "$pid" "$timer"
 	status=$?
-	kill "$watchdog" 2>/dev/null
-	wait "$watchdog" 2>/dev/null
+	if [ "$done_pid" = "$timer" ]; then
+		kill -TERM "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		status=124
+	else
+		kill "$timer" 2>/dev/null
+		wait "$timer" 2>/dev/null
+	fi
 	unset "T_PIDS[$tag]"
 	return "$status"
 }
