@@ -21,11 +21,13 @@ CC         ?= cc
 PKG_CONFIG ?= pkg-config
 PKGS       := libmnl libnftables libsodium
 
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
-           -fno-strict-aliasing -fPIC -D_GNU_SOURCE
-CPPFLAGS += -Iinclude -Ilib -MMD -MP $(shell $(PKG_CONFIG) --cflags $(PKGS))
-LDLIBS  += $(shell $(PKG_CONFIG) --libs $(PKGS))
+# CFLAGS, CPPFLAGS, LDFLAGS and LDLIBS are the user's (e.g. CFLAGS="-O0 -g
+# -Werror"); what the build needs is kept apart so they never drop it.
+CFLAGS   ?= -O2 -g
+SM_CFLAGS := -std=gnu11 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+             -fno-strict-aliasing -fPIC -D_GNU_SOURCE $(CFLAGS)
+SM_CPPFLAGS := -Iinclude -Ilib -MMD -MP $(shell $(PKG_CONFIG) --cflags $(PKGS)) $(CPPFLAGS)
+SM_LDLIBS := $(LDLIBS) $(shell $(PKG_CONFIG) --libs $(PKGS))
 
 ifeq ($(V),1)
 Q :=
@@ -61,7 +63,7 @@ all: $(LIBA) $(LIBSO) $(B)/sockmig $(B)/sockmigd $(UNIT_BIN) $(PROG_BIN) $(BENCH
 $(B)/%.o: %.c
 	@mkdir -p $(@D)
 	$(E) CC $<
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(SM_CPPFLAGS) $(SM_CFLAGS) -c -o $@ $<
 
 $(LIBA): $(LIB_OBJ)
 	$(E) AR $@
@@ -69,30 +71,30 @@ $(LIBA): $(LIB_OBJ)
 
 $(LIBSO): $(LIB_OBJ)
 	$(E) LD $@
-	$(Q)$(CC) $(LDFLAGS) -shared -Wl,-soname,libsockmig.so.0 -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -shared -Wl,-soname,libsockmig.so.0 -o $@ $^ $(SM_LDLIBS)
 
 $(B)/sockmig: $(CLI_OBJ) $(LIBA)
 	$(E) LD $@
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SM_LDLIBS)
 
 $(B)/sockmigd: $(DAEMON_OBJ) $(LIBA)
 	$(E) LD $@
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(SM_LDLIBS)
 
 $(B)/tests/unit/%: tests/unit/%.c $(LIBA)
 	@mkdir -p $(@D)
 	$(E) CC $<
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS) $(shell $(PKG_CONFIG) --libs cmocka)
+	$(Q)$(CC) $(SM_CPPFLAGS) $(SM_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(SM_LDLIBS) $(shell $(PKG_CONFIG) --libs cmocka)
 
 $(B)/tests/progs/%: tests/progs/%.c $(LIBA)
 	@mkdir -p $(@D)
 	$(E) CC $<
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS)
+	$(Q)$(CC) $(SM_CPPFLAGS) $(SM_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(SM_LDLIBS)
 
 $(B)/bench/%: bench/%.c $(LIBA)
 	@mkdir -p $(@D)
 	$(E) CC $<
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(LDLIBS) -lm
+	$(Q)$(CC) $(SM_CPPFLAGS) $(SM_CFLAGS) $(LDFLAGS) -o $@ $< $(LIBA) $(SM_LDLIBS) -lm
 
 # Fuzzers are always built with clang's libFuzzer and the sanitizers, from the
 # library sources directly so that the whole parser is instrumented.
@@ -101,7 +103,7 @@ FUZZ_CFLAGS := -g -O1 -std=gnu11 -fsanitize=fuzzer,address,undefined -D_GNU_SOUR
 $(B)/tests/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(@D)
 	$(E) FUZZ $<
-	$(Q)$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+	$(Q)$(FUZZ_CC) $(SM_CPPFLAGS) $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(SM_LDLIBS)
 
 fuzz: $(FUZZ_BIN)
 

@@ -298,7 +298,8 @@ static void test_free_resumes(void **state)
 	assert_int_equal(sockmig_proc_stop(p), 0);
 	assert_int_equal(proc_state(pid), 't');
 	sockmig_proc_free(p);
-	assert_int_equal(proc_state(pid), 'S');
+	/* running again: back to pause() (S), or on its way there (R) */
+	assert_true(proc_state(pid) == 'S' || proc_state(pid) == 'R');
 	reap(pid);
 }
 
