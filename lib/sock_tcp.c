@@ -1,0 +1,494 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * TCP sockets: save an ESTABLISHED socket in repair mode, recreate it.
+ * The call sequence and its preconditions are in include/sockmig/socket.h.
+ *
+ * Syscall budget (per-socket cost matters: thousands of sockets move in one
+ * freeze). Save: getsockname, getpeername, the options (sock_opts.c),
+ * TCP_REPAIR, TCP_INFO, TCP_MAXSEG, SIOCOUTQ, SIOCINQ, 2 x (TCP_REPAIR_QUEUE +
+ * TCP_QUEUE_SEQ), TCP_REPAIR_WINDOW, TCP_TIMESTAMP when negotiated, one
+ * peek per non-empty queue (+1 queue switch). SIOCOUTQNSD is not needed:
+ * TCP_INFO's tcpi_notsent_bytes is the same write_seq - snd_nxt.
+ */
+#include <fcntl.h>
+#include <linux/sockios.h>
+/* linux/tcp.h, not netinet/tcp.h: glibc's struct tcp_info stops before
+ * tcpi_notsent_bytes. The two headers cannot be mixed. */
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include "sock.h"
+#include "util.h"
+
+#define TCP_ESTABLISHED 1 /* include/net/tcp_states.h */
+
+/* TCP_REPAIR_OPTIONS codes (TCPOPT_* of the wire). */
+#define OPT_MSS 2
+#define OPT_WINDOW 3
+#define OPT_SACK_PERM 4
+#define OPT_TIMESTAMP 8
+
+/* Room the timestamp option takes in every segment: mss_cache excludes it,
+ * mss_clamp does not. */
+#define TCPOLEN_TSTAMP_ALIGNED 12
+
+static int tcp_fail(int fd, const char *what)
+{
+	return sm_fail(-errno, "TCP socket fd %d: %s: %s", fd, what, strerror(errno));
+}
+
+static int set_int(int fd, int name, int val, const char *what)
+{
+	if (setsockopt(fd, IPPROTO_TCP, name, &val, sizeof(val)) < 0)
+		return tcp_fail(fd, what);
+	return 0;
+}
+
+static int get_u32(int fd, int name, uint32_t *ret, const char *what)
+{
+	int v;
+	socklen_t len = sizeof(v);
+
+	if (getsockopt(fd, IPPROTO_TCP, name, &v, &len) < 0)
+		return tcp_fail(fd, what);
+	*ret = (uint32_t)v;
+	return 0;
+}
+
+/* ---- save ---- */
+
+int sockmig_tcp_save(int fd, struct sockmig_tcp_state *ret)
+{
+	struct sockmig_tcp_state st = { 0 };
+	struct sockaddr_storage ss;
+	struct tcp_repair_window win;
+	struct tcp_info ti;
+	socklen_t len;
+	int r, n;
+
+	len = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return tcp_fail(fd, "cannot read the local address");
+	if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
+		return sm_fail(-EAFNOSUPPORT, "socket fd %d: address family %d is not migratable",
+			       fd, ss.ss_family);
+	st.family = (uint8_t)ss.ss_family;
+	sm_sockaddr_to_ep(&ss, &st.local);
+
+	/* Before TCP_REPAIR: repair mode overwrites SO_REUSEADDR (sock_opts.c). */
+	r = sockmig_sock_opts_save(fd, st.family, IPPROTO_TCP, &st.sockopts);
+	if (r < 0)
+		return r;
+
+	r = set_int(fd, TCP_REPAIR, TCP_REPAIR_ON, "cannot turn repair mode on");
+	if (r < 0)
+		return r;
+
+	len = sizeof(ti);
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return tcp_fail(fd, "cannot read TCP_INFO");
+	if (ti.tcpi_state != TCP_ESTABLISHED)
+		return sm_fail(-EOPNOTSUPP, "TCP socket fd %d: state %u is not migratable yet (only ESTABLISHED)",
+			       fd, ti.tcpi_state);
+	st.state = ti.tcpi_state;
+	st.opts = ti.tcpi_options & (SOCKMIG_TCPOPT_TIMESTAMPS | SOCKMIG_TCPOPT_SACK | SOCKMIG_TCPOPT_WSCALE);
+	st.snd_wscale = ti.tcpi_snd_wscale;
+	st.rcv_wscale = ti.tcpi_rcv_wscale;
+	st.snd_mss = ti.tcpi_snd_mss;
+	st.sndq_unsent = ti.tcpi_notsent_bytes;
+
+	/* In repair mode TCP_MAXSEG reports rx_opt.mss_clamp (the peer's MSS),
+	 * which is what TCP_REPAIR_OPTIONS takes back; outside it, mss_cache. */
+	r = get_u32(fd, TCP_MAXSEG, &st.mss_clamp, "cannot read TCP_MAXSEG");
+	if (r < 0)
+		return r;
+
+	len = sizeof(ss);
+	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+		return tcp_fail(fd, "cannot read the remote address");
+	sm_sockaddr_to_ep(&ss, &st.remote);
+
+	if (ioctl(fd, SIOCOUTQ, &n) < 0)
+		return tcp_fail(fd, "cannot read the send queue size (SIOCOUTQ)");
+	st.sndq_len = (uint32_t)n;
+	if (ioctl(fd, SIOCINQ, &n) < 0)
+		return tcp_fail(fd, "cannot read the receive queue size (SIOCINQ)");
+	st.rcvq_len = (uint32_t)n;
+
+	/* TCP_QUEUE_SEQ reads rcv_nxt for the receive queue and write_seq for
+	 * the send queue. The receive queue last: save_queues() peeks the send
+	 * queue first and so needs no switch when the receive queue is empty. */
+	r = set_int(fd, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "cannot select the receive queue");
+	if (r < 0)
+		return r;
+	r = get_u32(fd, TCP_QUEUE_SEQ, &st.rcv_seq, "cannot read the receive sequence number");
+	if (r < 0)
+		return r;
+	r = set_int(fd, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "cannot select the send queue");
+	if (r < 0)
+		return r;
+	r = get_u32(fd, TCP_QUEUE_SEQ, &st.snd_seq, "cannot read the send sequence number");
+	if (r < 0)
+		return r;
+	st.snd_una = st.snd_seq - st.sndq_len;
+
+	len = sizeof(win);
+	if (getsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, &len) == 0) {
+		st.snd_wl1 = win.snd_wl1;
+		st.snd_wnd = win.snd_wnd;
+		st.max_window = win.max_window;
+		st.rcv_wnd = win.rcv_wnd;
+		st.rcv_wup = win.rcv_wup;
+		st.flags |= SOCKMIG_TCP_HAS_WINDOW;
+	} else if (errno != ENOPROTOOPT) {
+		return tcp_fail(fd, "cannot read TCP_REPAIR_WINDOW");
+	}
+
+	if (st.opts & SOCKMIG_TCPOPT_TIMESTAMPS) {
+		r = get_u32(fd, TCP_TIMESTAMP, &st.ts_now, "cannot read TCP_TIMESTAMP");
+		if (r < 0)
+			return r;
+		st.flags |= SOCKMIG_TCP_HAS_TIMESTAMP;
+	}
+
+	*ret = st;
+	return 0;
+}
+
+int sockmig_tcp_save_queues(int fd, const struct sockmig_tcp_state *st, void *sndq, void *rcvq)
+{
+	ssize_t n;
+	int r;
+
+	if ((st->sndq_len && !sndq) || (st->rcvq_len && !rcvq))
+		return sm_fail(-EINVAL, "TCP socket fd %d: no buffer for a non-empty queue", fd);
+
+	/* sockmig_tcp_save() left the send queue selected. Peeking it copies
+	 * what fits in the buffer but returns the whole queue length (6.18),
+	 * so the length check is ">=", and the buffer must come from SIOCOUTQ. */
+	if (st->sndq_len) {
+		n = recv(fd, sndq, st->sndq_len, MSG_PEEK | MSG_DONTWAIT);
+		if (n < 0)
+			return tcp_fail(fd, "cannot peek the send queue");
+		if ((size_t)n < st->sndq_len)
+			return sm_fail(-EIO, "TCP socket fd %d: send queue shrank from %u to %zd bytes (is the flow blocked?)",
+				       fd, st->sndq_len, n);
+	}
+	if (st->rcvq_len) {
+		r = set_int(fd, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "cannot select the receive queue");
+		if (r < 0)
+			return r;
+		n = recv(fd, rcvq, st->rcvq_len, MSG_PEEK | MSG_DONTWAIT);
+		if (n < 0)
+			return tcp_fail(fd, "cannot peek the receive queue");
+		if ((size_t)n != st->rcvq_len)
+			return sm_fail(-EIO, "TCP socket fd %d: peeked %zd bytes of a %u-byte receive queue",
+				       fd, n, st->rcvq_len);
+	}
+	return 0;
+}
+
+/* ---- restore ---- */
+
+/* Write a whole buffer to the socket without ever blocking: the buffers were
+ * sized for it, so EAGAIN means they were not, and is an error. */
+static int write_queue(int fd, const uint8_t *p, size_t len, const char *what)
+{
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return sm_fail(-errno, "TCP socket fd %d: cannot restore the %s (%zu bytes left): %s",
+				       fd, what, len, strerror(errno));
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int restore_check(const struct sockmig_tcp_state *st, const void *sndq, const void *rcvq,
+			 uint32_t snd_una)
+{
+	if (st->family != AF_INET && st->family != AF_INET6)
+		return sm_fail(-EAFNOSUPPORT, "TCP state: address family %u is not supported", st->family);
+	if (st->local.family != st->family || st->remote.family != st->family)
+		return sm_fail(-EINVAL, "TCP state: endpoint families do not match the socket's");
+	if (st->state != TCP_ESTABLISHED)
+		return sm_fail(-EOPNOTSUPP, "TCP state: state %u cannot be restored yet", st->state);
+	if ((st->sndq_len && !sndq) || (st->rcvq_len && !rcvq))
+		return sm_fail(-EINVAL, "TCP state: a non-empty queue has no data");
+	if (st->snd_seq - st->snd_una != st->sndq_len)
+		return sm_fail(-EINVAL, "TCP state: send queue of %u bytes does not span snd_una %u to snd_seq %u",
+			       st->sndq_len, st->snd_una, st->snd_seq);
+	/* Unsigned distance from the saved snd_una: an ACK older than it, or
+	 * one beyond what was ever written, wraps to a huge value. */
+	if (snd_una - st->snd_una > st->sndq_len)
+		return sm_fail(-ERANGE, "TCP state: snd_una %u is outside the send queue %u..%u",
+			       snd_una, st->snd_una, st->snd_seq);
+	return 0;
+}
+
+static int set_transparent(int fd, int family, int on)
+{
+	if (family == AF_INET6)
+		return sm_setsockopt_int(fd, IPPROTO_IPV6, IPV6_TRANSPARENT, on, "IPV6_TRANSPARENT");
+	return sm_setsockopt_int(fd, IPPROTO_IP, IP_TRANSPARENT, on, "IP_TRANSPARENT");
+}
+
+int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, const void *rcvq,
+			uint32_t snd_una, int *ret_fd)
+{
+	_cleanup_close_ int fd = -1;
+	const struct sockmig_sock_opts *o = &st->sockopts;
+	struct sockaddr_storage ss;
+	struct tcp_repair_opt ropts[4];
+	uint32_t trim = snd_una - st->snd_una, unacked = st->sndq_len - trim;
+	char ep[64];
+	int r, salen, nopts = 0;
+
+	r = restore_check(st, sndq, rcvq, snd_una);
+	if (r < 0)
+		return r;
+
+	fd = socket(st->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	if (fd < 0)
+		return sm_fail(-errno, "cannot create a TCP socket for %s: %s",
+			       sm_ep_str(&st->local, ep, sizeof(ep)), strerror(errno));
+
+	/* Before TCP_REPAIR: SO_REUSEADDR would overwrite the SK_FORCE_REUSE
+	 * that repair mode sets so that bind() never conflicts. */
+	r = sm_sock_opts_restore_early(fd, st->family, IPPROTO_TCP, o);
+	if (r < 0)
+		return r;
+	r = set_int(fd, TCP_REPAIR, TCP_REPAIR_ON, "cannot turn repair mode on");
+	if (r < 0)
+		return r;
+
+	/* The destination gets the address only after this socket exists (a
+	 * packet of the flow reaching a node without the socket draws an RST).
+	 * IP_FREEBIND lets bind() take it, but connect()'s route lookup also
+	 * wants the source to be local unless the socket is transparent
+	 * (FLOWI_FLAG_ANYSRC): IP_FREEBIND alone gives ENETUNREACH/EINVAL.
+	 * sockmig_tcp_resume() puts the saved value back. */
+	r = set_transparent(fd, st->family, 1);
+	if (r < 0)
+		return r;
+
+	/* The saved queues must fit, or writing them back blocks forever
+	 * (tcp_sendmsg waits for sndbuf room, tcp_send_rcvq fails with ENOMEM).
+	 * The kernel doubles the value; truesize overhead is covered by the
+	 * slack. The saved sizes and locks come back in restore_late. */
+	r = sm_setsockopt_int(fd, SOL_SOCKET, SO_SNDBUFFORCE,
+			      (int)((st->sndq_len > o->sndbuf / 2 ? st->sndq_len : o->sndbuf / 2) + 65536),
+			      "SO_SNDBUFFORCE");
+	if (r < 0)
+		return r;
+	r = sm_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUFFORCE,
+			      (int)((st->rcvq_len > o->rcvbuf / 2 ? st->rcvq_len : o->rcvbuf / 2) + 65536),
+			      "SO_RCVBUFFORCE");
+	if (r < 0)
+		return r;
+
+	salen = sm_ep_to_sockaddr(&st->local, &ss);
+	if (bind(fd, (struct sockaddr *)&ss, (socklen_t)salen) < 0)
+		return sm_fail(-errno, "cannot bind the restored TCP socket to %s: %s",
+			       sm_ep_str(&st->local, ep, sizeof(ep)), strerror(errno));
+
+	/*
+	 * Sequence numbers. connect() in repair mode takes snd_una = snd_nxt =
+	 * write_seq from the send queue's TCP_QUEUE_SEQ and rcv_nxt = copied_seq
+	 * from the receive queue's; writing the queues back advances write_seq
+	 * and rcv_nxt to their saved values:
+	 *
+	 *   send:  QUEUE_SEQ = snd_una (caller's, >= saved)  ... + unacked = snd_seq
+	 *   recv:  QUEUE_SEQ = rcv_seq - rcvq_len            ... + rcvq_len = rcv_seq
+	 */
+	r = set_int(fd, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "cannot select the send queue");
+	if (r < 0)
+		return r;
+	r = set_int(fd, TCP_QUEUE_SEQ, (int)snd_una, "cannot set the send sequence number");
+	if (r < 0)
+		return r;
+	r = set_int(fd, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "cannot select the receive queue");
+	if (r < 0)
+		return r;
+	r = set_int(fd, TCP_QUEUE_SEQ, (int)(st->rcv_seq - st->rcvq_len),
+		    "cannot set the receive sequence number");
+	if (r < 0)
+		return r;
+
+	/* Without a user MSS, connect() in repair mode computes the MSS before
+	 * any option is known and the socket keeps sending 524-byte segments
+	 * (6.18); TCP_REPAIR_OPTIONS below fixes mss_clamp but not mss_cache. */
+	if (st->mss_clamp) {
+		/* TCP_MAXSEG refuses more than MAX_TCP_WINDOW (32767); only
+		 * loopback-sized MTUs have a larger MSS (65483 on lo). */
+		r = set_int(fd, TCP_MAXSEG, (int)(st->mss_clamp < 32767 ? st->mss_clamp : 32767),
+			    "cannot set TCP_MAXSEG");
+		if (r < 0)
+			return r;
+	}
+
+	salen = sm_ep_to_sockaddr(&st->remote, &ss);
+	if (connect(fd, (struct sockaddr *)&ss, (socklen_t)salen) < 0)
+		return sm_fail(-errno, "cannot connect the restored TCP socket to %s (repair mode, no SYN): %s",
+			       sm_ep_str(&st->remote, ep, sizeof(ep)), strerror(errno));
+
+	if (st->mss_clamp) {
+		ropts[nopts].opt_code = OPT_MSS;
+		ropts[nopts++].opt_val = st->mss_clamp;
+	}
+	if (st->opts & SOCKMIG_TCPOPT_WSCALE) {
+		ropts[nopts].opt_code = OPT_WINDOW;
+		ropts[nopts++].opt_val = st->snd_wscale | (uint32_t)st->rcv_wscale << 16;
+	}
+	if (st->opts & SOCKMIG_TCPOPT_SACK) {
+		ropts[nopts].opt_code = OPT_SACK_PERM;
+		ropts[nopts++].opt_val = 0;
+	}
+	if (st->opts & SOCKMIG_TCPOPT_TIMESTAMPS) {
+		ropts[nopts].opt_code = OPT_TIMESTAMP;
+		ropts[nopts++].opt_val = 0;
+	}
+	if (nopts && setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_OPTIONS, ropts,
+				(socklen_t)(nopts * sizeof(ropts[0]))) < 0)
+		return tcp_fail(fd, "cannot restore the negotiated options (TCP_REPAIR_OPTIONS)");
+
+	if (st->flags & SOCKMIG_TCP_HAS_TIMESTAMP) {
+		r = set_int(fd, TCP_TIMESTAMP, (int)st->ts_now, "cannot set TCP_TIMESTAMP");
+		if (r < 0)
+			return r;
+	}
+
+	if (st->rcvq_len) {
+		r = write_queue(fd, rcvq, st->rcvq_len, "receive queue");
+		if (r < 0)
+			return r;
+	}
+
+	/*
+	 * The send queue, in two parts:
+	 *
+	 *   snd_una (caller's)      snd_nxt (saved)                 snd_seq
+	 *     |---- sent: restored as sent ---|--- restored as NOT sent ---|
+	 *
+	 * The sent part is written in repair mode (TCP_SEND_QUEUE: queued and
+	 * marked sent, nothing transmitted). It must count as sent: the freeze
+	 * dropped the peer's last ACKs, so the peer usually has it all, and its
+	 * first ACK after resume acknowledges up to the old snd_nxt. Had that
+	 * data been restored as unsent, the kernel would discard this ACK as an
+	 * ACK of unsent data (6.18: a challenge ACK back, no window update) and
+	 * the stream would wait for the persist timer, 3 s measured. An ACK
+	 * captured during the freeze moves snd_una and shrinks this part.
+	 *
+	 * The unsent part is written with repair mode briefly off so that it
+	 * goes out on the first ACK instead of waiting 1 to 4 s for an RTO. And
+	 * yet nothing leaves now: connect() in repair mode leaves snd_wnd = 0
+	 * (tcp_connect_init) and TCP_REPAIR_WINDOW comes after, so
+	 * tcp_write_xmit() stops at the window test. TCP_REPAIR_OFF_NO_WP: no
+	 * window probe either.
+	 */
+	uint32_t snd_nxt = st->snd_seq - st->sndq_unsent;
+	uint32_t sent = snd_nxt - snd_una <= unacked ? snd_nxt - snd_una : 0;
+
+	if (sent) {
+		r = set_int(fd, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "cannot select the send queue");
+		if (r < 0)
+			return r;
+		r = write_queue(fd, (const uint8_t *)sndq + trim, sent, "send queue (sent part)");
+		if (r < 0)
+			return r;
+	}
+	if (unacked - sent) {
+		r = set_int(fd, TCP_REPAIR, TCP_REPAIR_OFF_NO_WP, "cannot leave repair mode for the send queue");
+		if (r < 0)
+			return r;
+		r = write_queue(fd, (const uint8_t *)sndq + trim + sent, unacked - sent,
+				"send queue (unsent part)");
+		if (r < 0)
+			return r;
+		r = set_int(fd, TCP_REPAIR, TCP_REPAIR_ON, "cannot turn repair mode back on");
+		if (r < 0)
+			return r;
+	}
+
+	/* Options before the window: TCP_NODELAY (and TCP_CORK off) push the
+	 * pending frames at once, and in repair mode with no queue selected a
+	 * push transmits for real. With snd_wnd still 0, it sends nothing. */
+	r = sm_sock_opts_restore_late(fd, st->family, IPPROTO_TCP, o);
+	if (r < 0)
+		return r;
+
+	if (st->flags & SOCKMIG_TCP_HAS_WINDOW) {
+		struct tcp_repair_window win = {
+			.snd_wl1 = st->snd_wl1,
+			.snd_wnd = st->snd_wnd,
+			.max_window = st->max_window,
+			.rcv_wnd = st->rcv_wnd,
+			.rcv_wup = st->rcv_wup,
+		};
+
+		if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, sizeof(win)) < 0)
+			return tcp_fail(fd, "cannot restore the windows (TCP_REPAIR_WINDOW)");
+	}
+
+	*ret_fd = sm_take_fd(&fd);
+	return 0;
+}
+
+/* Leaving repair mode sets sk_reuse = SK_NO_REUSE: put the saved value back. */
+static int reuseaddr_back(int fd, const struct sockmig_tcp_state *st)
+{
+	if (!st || !(st->sockopts.present & SOCKMIG_OPT_REUSEADDR) || !st->sockopts.reuseaddr)
+		return 0;
+	return sm_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
+}
+
+int sockmig_tcp_resume(int fd, const struct sockmig_tcp_state *st)
+{
+	int r;
+
+	/* The route is cached in the socket; once the address is local a new
+	 * lookup no longer needs FLOWI_FLAG_ANYSRC either. */
+	if (!((st->sockopts.present & SOCKMIG_OPT_TRANSPARENT) && st->sockopts.transparent)) {
+		r = set_transparent(fd, st->family, 0);
+		if (r < 0)
+			return r;
+	}
+	/* TCP_REPAIR_OFF sends a window probe (an ACK for snd_una - 1): the
+	 * peer answers at once with its window, and that ACK sends the queue. */
+	r = set_int(fd, TCP_REPAIR, TCP_REPAIR_OFF, "cannot leave repair mode");
+	if (r < 0)
+		return r;
+	return reuseaddr_back(fd, st);
+}
+
+int sockmig_tcp_repair_off(int fd, const struct sockmig_tcp_state *st)
+{
+	int r;
+
+	r = set_int(fd, TCP_REPAIR, TCP_REPAIR_OFF, "cannot leave repair mode");
+	if (r < 0)
+		return r;
+	return reuseaddr_back(fd, st);
+}
+
+int sockmig_tcp_discard(int fd)
+{
+	int on = TCP_REPAIR_ON;
+
+	/* Repair mode is what makes close() silent; setting it again is free
+	 * and makes discard safe whatever happened before. Without it close()
+	 * would send a FIN or an RST: then the fd stays open. */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) < 0)
+		return tcp_fail(fd, "cannot turn repair mode on to close it silently (left open)");
+	close(fd);
+	return 0;
+}
