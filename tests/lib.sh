@@ -111,8 +111,7 @@ t_wait_line() {
 
 t_wait_exit() {
 	local tag=$1 secs=${2:-20} pid=${T_PIDS[$1]} status done_pid=
-	# Wait for whichever ends first, the program or a timer (a plain sleep
-	# process, so that killing it runs none of our traps).
+	# Wait for whichever ends first, the program or a timer.
 	( exec sleep "$secs" ) &
 	local timer=$!
 	wait -n -p done_pid "$pid" "$timer"
@@ -122,7 +121,9 @@ t_wait_exit() {
 		wait "$pid" 2>/dev/null
 		status=124
 	else
-		kill "$timer" 2>/dev/null
+		# KILL: the timer may not have become `sleep` yet, and a subshell
+		# still holds our traps, which TERM would run.
+		kill -KILL "$timer" 2>/dev/null
 		wait "$timer" 2>/dev/null
 	fi
 	unset "T_PIDS[$tag]"
@@ -152,5 +153,22 @@ t_root_net_snapshot() {
 		ip route show table all
 		ip -6 route show table all
 		ip netns list
+	} 2>&1 | sort
+}
+
+# t_root_net_snapshot for tests that run side by side with others: of the
+# named namespaces (`ip netns list`) and lab records only those whose names
+# match the ERE $1 count, and `ip netns list`'s transient "Peer netns
+# reference is invalid" (another test removed a namespace while it was being
+# listed) is ignored.
+t_root_net_snapshot_only() {
+	local re=$1
+	{
+		ip -o link show | sed -E 's/^[0-9]+: //; s/ qlen [0-9]+//' | awk '{print $1, $2, $3}'
+		ip -o addr show | awk '{print $2, $3, $4}'
+		ip route show table all
+		ip -6 route show table all
+		ip netns list 2>/dev/null | awk '{print "netns", $1}' | grep -E -- "^netns ($re)"
+		ls /run/sockmig/labs 2>/dev/null | awk '{print "lab", $1}' | grep -E -- "^lab ($re)"
 	} 2>&1 | sort
 }
