@@ -3,13 +3,11 @@
  * Address moves: the job's address leaves S and appears on D, and D tells
  * the segment at once. Without the announcement a peer keeps S's MAC until
  * its neighbour entry expires (about 29 s measured here).
- *
- * The few rtnetlink calls are local to this file on purpose (lib/rtnl.c was
- * being written in parallel); they can move there later.
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <linux/rtnetlink.h>
+#include <linux/if_addr.h>
+#include <stdbool.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <netinet/if_ether.h>
@@ -21,9 +19,8 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
-#include <libmnl/libmnl.h>
-
 #include "flow.h"
+#include "rtnl.h"
 #include "util.h"
 
 static const char *addr_str(int family, const void *addr, char *buf, size_t size)
@@ -33,85 +30,48 @@ static const char *addr_str(int family, const void *addr, char *buf, size_t size
 	return buf;
 }
 
-static int addr_request(int type, uint16_t flags, const char *ifname, int family, const void *addr,
-			unsigned prefixlen)
+/* One address change through lib/rtnl.c, in the current network namespace. */
+static int addr_change(bool add, const char *ifname, int family, const void *addr, unsigned prefixlen)
 {
-	char buf[MNL_SOCKET_BUFFER_SIZE], s[INET6_ADDRSTRLEN];
-	struct mnl_socket *nl;
-	struct nlmsghdr *nlh;
-	struct ifaddrmsg *ifa;
-	unsigned ifindex;
+	struct sm_rtnl_addr a = { .family = family, .prefixlen = (uint8_t)prefixlen };
 	size_t alen = family == AF_INET ? 4 : 16;
-	uint32_t seq = (uint32_t)sm_now_ns(), portid;
-	const char *verb = type == RTM_NEWADDR ? "add" : "remove";
-	ssize_t n;
+	const char *verb = add ? "add" : "remove";
+	char s[INET6_ADDRSTRLEN];
+	struct sm_rtnl *rt;
 	int r;
 
 	if ((family != AF_INET && family != AF_INET6) || prefixlen > alen * 8)
 		return sm_fail(-EINVAL, "cannot %s address on %s: bad family or prefix length %u", verb, ifname,
 			       prefixlen);
-	ifindex = if_nametoindex(ifname);
-	if (!ifindex)
+	a.ifindex = (int)if_nametoindex(ifname);
+	if (!a.ifindex)
 		return sm_fail(-errno, "cannot %s address %s on %s: %m", verb, addr_str(family, addr, s, sizeof(s)),
 			       ifname);
-
-	nlh = mnl_nlmsg_put_header(buf);
-	nlh->nlmsg_type = (uint16_t)type;
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-	nlh->nlmsg_seq = seq;
-	ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
-	ifa->ifa_family = (uint8_t)family;
-	ifa->ifa_prefixlen = (uint8_t)prefixlen;
-	ifa->ifa_index = ifindex;
-	ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+	memcpy(&a.addr, addr, alen);
 	/* No duplicate address detection: the address must be usable at once
 	 * (DAD would keep it tentative for a second, and S may still hold it
 	 * for a moment, which DAD would call a conflict). */
-	if (family == AF_INET6 && type == RTM_NEWADDR)
-		ifa->ifa_flags = IFA_F_NODAD;
-	mnl_attr_put(nlh, IFA_LOCAL, alen, addr);
-	mnl_attr_put(nlh, IFA_ADDRESS, alen, addr);
-
-	nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
-	if (!nl)
-		return sm_fail(-errno, "cannot open an rtnetlink socket: %m");
-	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		r = -errno;
-		goto out;
-	}
-	portid = mnl_socket_get_portid(nl);
-	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
-		r = -errno;
-		goto out;
-	}
-	r = 0;
-	do {
-		n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
-		if (n < 0) {
-			r = -errno;
-			break;
-		}
-		r = mnl_cb_run(buf, (size_t)n, seq, portid, NULL, NULL);
-		if (r < 0)
-			r = -errno;
-	} while (r > 0);
-out:
-	mnl_socket_close(nl);
+	if (family == AF_INET6 && add)
+		a.flags = IFA_F_NODAD;
+	r = sm_rtnl_open(&rt);
 	if (r < 0)
-		return sm_fail(r, "cannot %s address %s/%u on %s: %s", verb, addr_str(family, addr, s, sizeof(s)),
-			       prefixlen, ifname, strerror(-r));
-	return 0;
+		return r;
+	r = add ? sm_rtnl_addr_add(rt, &a) : sm_rtnl_addr_del(rt, &a);
+	sm_rtnl_close(rt);
+	/* Taking an address we already hold is not an error. */
+	if (add && r == -EEXIST)
+		r = 0;
+	return r;
 }
 
 int sockmig_addr_release(const char *ifname, int family, const void *addr, unsigned prefixlen)
 {
-	return addr_request(RTM_DELADDR, 0, ifname, family, addr, prefixlen);
+	return addr_change(false, ifname, family, addr, prefixlen);
 }
 
 int sockmig_addr_add(const char *ifname, int family, const void *addr, unsigned prefixlen)
 {
-	/* REPLACE: taking an address we already hold is not an error. */
-	return addr_request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, ifname, family, addr, prefixlen);
+	return addr_change(true, ifname, family, addr, prefixlen);
 }
 
 struct arp_pkt {
