@@ -376,7 +376,9 @@ int sockmig_capture_poll(struct sockmig_capture *c)
 {
 	size_t before = c->n_pkts;
 
-	for (;;) {
+	/* Bounded: a peer that keeps sending must not keep us here; what is left
+	 * stays readable on the fd for the next call. */
+	for (int reads = 0; reads < 4096; reads++) {
 		ssize_t n = recv(mnl_socket_get_fd(c->nl), c->rxbuf, 0x10000 + 4096, MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "sockmig/proc.h"
 #include "util.h"
@@ -188,19 +189,31 @@ int sockmig_proc_fd_get(struct sockmig_proc *p, int fd, int *ret_fd)
 	}
 }
 
+/* How long a thread may take to reach its stop: a thread in uninterruptible
+ * sleep (D state, e.g. on a hung NFS server) stops only when it wakes. */
+#define STOP_TIMEOUT_NS (5ull * 1000000000ull)
+
 /* Wait until a seized thread reports a stop. A signal that arrives first
  * shows as a signal-delivery stop: keep it to hand back on resume, the thread
- * is stopped all the same. */
-static int wait_stopped(struct thread_stop *t)
+ * is stopped all the same. There is no fd that becomes ready on a ptrace
+ * stop, so this polls waitpid with a short sleep, bounded by the deadline. */
+static int wait_stopped(struct thread_stop *t, uint64_t deadline)
 {
-	for (int i = 0; i < 64; i++) {
+	for (;;) {
+		struct timespec pause = { 0, 200000 };
 		int status;
-		pid_t w = waitpid(t->tid, &status, __WALL);
+		pid_t w = waitpid(t->tid, &status, __WALL | WNOHANG);
 
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
+		}
+		if (w == 0) {
+			if (sm_now_ns() > deadline)
+				return -ETIMEDOUT;
+			nanosleep(&pause, NULL);
+			continue;
 		}
 		if (WIFEXITED(status) || WIFSIGNALED(status))
 			return -ESRCH;
@@ -212,50 +225,98 @@ static int wait_stopped(struct thread_stop *t)
 		t->pending_sig = WSTOPSIG(status);
 		return 0;
 	}
-	return -EIO;
+}
+
+static bool thread_known(const struct sockmig_proc *p, pid_t tid)
+{
+	for (size_t i = 0; i < p->n_threads; i++)
+		if (p->threads[i].tid == tid)
+			return true;
+	return false;
+}
+
+/* Seize and stop one thread, appended to p->threads (room is there). */
+static int stop_thread(struct sockmig_proc *p, pid_t tid, uint64_t deadline)
+{
+	struct thread_stop *t = &p->threads[p->n_threads];
+	int r;
+
+	*t = (struct thread_stop){ .tid = tid };
+	if (ptrace(PTRACE_SEIZE, tid, 0, 0) < 0) {
+		r = -errno;
+		if (r == -ESRCH)
+			return 0; /* the thread ended meanwhile */
+		if (r == -EPERM)
+			return sm_fail(r, "pid %d: not allowed to stop it (not your process, or already traced)",
+				       (int)p->pid);
+		return sm_fail(r, "pid %d thread %d: cannot stop it: %s", (int)p->pid, (int)tid, strerror(-r));
+	}
+	p->n_threads++;
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) < 0)
+		return sm_fail(-errno, "pid %d thread %d: did not stop: %s", (int)p->pid, (int)tid, strerror(errno));
+	r = wait_stopped(t, deadline);
+	if (r == -ETIMEDOUT)
+		return sm_fail(r, "pid %d thread %d did not stop within 5 s (uninterruptible sleep?)", (int)p->pid,
+			       (int)tid);
+	if (r < 0)
+		return sm_fail(r, "pid %d thread %d: did not stop: %s", (int)p->pid, (int)tid, strerror(-r));
+	return 0;
 }
 
 int sockmig_proc_stop(struct sockmig_proc *p)
 {
-	_cleanup_free_ int *tids = NULL;
-	size_t n = 0, done = 0;
+	uint64_t deadline = sm_now_ns() + STOP_TIMEOUT_NS;
 	char path[64];
+	size_t cap = 0;
 	int r;
 
 	if (p->threads)
 		return 0;
 	snprintf(path, sizeof(path), "/proc/%d/task", (int)p->pid);
-	r = list_numeric_dir(path, &tids, &n);
-	if (r < 0)
-		return sm_fail(r == -ENOENT ? -ESRCH : r, "pid %d: cannot list its threads: %s", (int)p->pid,
-			       strerror(-r));
-	p->threads = calloc(n ? n : 1, sizeof(*p->threads));
-	if (!p->threads)
-		return -ENOMEM;
-	for (done = 0; done < n; done++) {
-		struct thread_stop *t = &p->threads[done];
+	/* A running thread may create threads while we seize the others: list
+	 * again until a listing shows nothing new (all known ones are stopped
+	 * then, so none can create more). */
+	for (int round = 0; round < 16; round++) {
+		_cleanup_free_ int *tids = NULL;
+		size_t n = 0, fresh = 0;
 
-		t->tid = tids[done];
-		if (ptrace(PTRACE_SEIZE, t->tid, 0, 0) < 0) {
-			r = -errno;
-			if (r == -EPERM)
-				sm_fail(r, "pid %d: not allowed to stop it (not your process, or already traced)",
-					(int)p->pid);
-			else
-				sm_fail(r, "pid %d thread %d: cannot stop it: %s", (int)p->pid, (int)t->tid,
-					strerror(-r));
+		r = list_numeric_dir(path, &tids, &n);
+		if (r < 0) {
+			sm_fail(r == -ENOENT ? -ESRCH : r, "pid %d: cannot list its threads: %s", (int)p->pid,
+				strerror(-r));
 			goto out_detach;
 		}
-		p->n_threads = done + 1;
-		if (ptrace(PTRACE_INTERRUPT, t->tid, 0, 0) < 0 || (r = wait_stopped(t)) < 0) {
-			r = r < 0 ? r : -errno;
-			sm_fail(r, "pid %d thread %d: did not stop: %s", (int)p->pid, (int)t->tid, strerror(-r));
+		if (n == 0 && round == 0) {
+			r = sm_fail(-ESRCH, "pid %d has exited", (int)p->pid);
 			goto out_detach;
+		}
+		for (size_t i = 0; i < n; i++)
+			fresh += !thread_known(p, tids[i]);
+		if (fresh == 0)
+			return 0;
+		if (p->n_threads + fresh > cap) {
+			struct thread_stop *nt = realloc(p->threads, (p->n_threads + fresh) * sizeof(*nt));
+
+			if (!nt) {
+				r = sm_fail(-ENOMEM, "pid %d: out of memory while stopping its threads", (int)p->pid);
+				goto out_detach;
+			}
+			p->threads = nt;
+			cap = p->n_threads + fresh;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (thread_known(p, tids[i]))
+				continue;
+			r = stop_thread(p, tids[i], deadline);
+			if (r < 0)
+				goto out_detach;
 		}
 	}
-	return 0;
+	r = sm_fail(-EAGAIN, "pid %d keeps creating threads; it could not be stopped", (int)p->pid);
 
 out_detach:
+	if (!p->threads) /* resume keys on threads != NULL */
+		p->threads = calloc(1, sizeof(*p->threads));
 	sockmig_proc_resume(p);
 	return r;
 }
@@ -374,4 +435,11 @@ const char *sockmig_tcp_state_name(int state)
 	if (state >= 0 && (size_t)state < ARRAY_SIZE(names) && names[state])
 		return names[state];
 	return "UNKNOWN";
+}
+
+/* Whether sockmig_proc_stop() holds the process stopped: the checkpoint reads
+ * registers only from a process it knows to be frozen. */
+int sockmig_proc_is_stopped(const struct sockmig_proc *p)
+{
+	return p->threads != NULL;
 }

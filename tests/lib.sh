@@ -51,8 +51,12 @@ t_cleanup() {
 		t_kill "$tag"
 	done
 	for lab in "${T_LABS[@]}"; do
-		"$SOCKMIG" lab down --name "$lab" >/dev/null 2>&1 ||
-			printf '%s: warning: lab down --name %s failed\n' "$T_NAME" "$lab" >&2
+		# a lab that does not come down is a defect of ours: fail the test
+		if ! "$SOCKMIG" lab down --name "$lab" >"$T_DIR/lab-down.err" 2>&1 &&
+			! grep -q 'does not exist' "$T_DIR/lab-down.err"; then
+			printf 'FAIL: %s: lab down --name %s: %s\n' "$T_NAME" "$lab" "$(cat "$T_DIR/lab-down.err")" >&2
+			status=1
+		fi
 	done
 	if [ -n "$T_DIR" ] && [ -d "$T_DIR" ]; then
 		if [ "$status" != 0 ] && [ -z "${T_KEEP:-}" ]; then

@@ -17,6 +17,19 @@ trap 'rm -rf "$logdir"' EXIT
 
 want() { [ -z "$pattern" ] || [[ "$1" == *"$pattern"* ]]; }
 
+lab_list() { ls /run/sockmig/labs 2>/dev/null | sort; }
+
+summary() {
+	echo
+	if [ "$failed" != 0 ]; then
+		printf 'failed: %s\n' "${failed_names[@]}"
+	fi
+	echo "$passed passed, $failed failed"
+}
+
+# Interrupted: still end with the summary of what ran, as a failure.
+trap 'failed=$((failed + 1)); failed_names+=("(interrupted)"); summary; exit 130' INT TERM
+
 record() { # name status seconds log
 	if [ "$2" = 0 ]; then
 		passed=$((passed + 1))
@@ -30,10 +43,15 @@ record() { # name status seconds log
 }
 
 # Unit tests: each cmocka case counts, read from its TAP output.
-for bin in "$B"/tests/unit/test_*; do
-	[ -x "$bin" ] || continue
+for src in tests/unit/test_*.c; do
+	[ -f "$src" ] || continue
+	bin=$B/tests/unit/$(basename "$src" .c)
 	name=unit/${bin##*/}
 	want "$name" || continue
+	if [ ! -x "$bin" ]; then
+		record "$name (not built: run make)" 1 0
+		continue
+	fi
 	log=$logdir/${bin##*/}.log
 	start=$SECONDS
 	CMOCKA_MESSAGE_OUTPUT=TAP timeout 300 "$bin" >"$log" 2>&1
@@ -57,10 +75,15 @@ for bin in "$B"/tests/unit/test_*; do
 done
 
 # Fuzzers: a bounded run over the corpus and fresh inputs; a crash fails.
-for bin in "$B"/tests/fuzz/fuzz_*; do
-	[ -x "$bin" ] || continue
+for src in tests/fuzz/fuzz_*.c; do
+	[ -f "$src" ] || continue
+	bin=$B/tests/fuzz/$(basename "$src" .c)
 	name=fuzz/${bin##*/}
 	want "$name" || continue
+	if [ ! -x "$bin" ]; then
+		record "$name (not built: run make fuzz)" 1 0
+		continue
+	fi
 	log=$logdir/${bin##*/}.log
 	corpus=tests/fuzz/corpus/${bin##*/fuzz_}
 	work=$(mktemp -d "$logdir/corpus.XXXXXX")
@@ -77,13 +100,21 @@ for t in tests/integration/*.sh; do
 	want "$name" || continue
 	log=$logdir/$(basename "$t").log
 	start=$SECONDS
+	labs_before=$(lab_list)
 	timeout --kill-after=10 600 bash "$t" >"$log" 2>&1
-	record "$name" $? $((SECONDS - start)) "$log"
+	status=$?
+	# A test killed on its timeout never ran its traps: take down what it
+	# left, and count the leak as a failure.
+	leaked=$(comm -13 <(echo "$labs_before") <(lab_list))
+	if [ -n "$leaked" ]; then
+		for lab in $leaked; do
+			"$B/sockmig" lab down --name "$lab" >/dev/null 2>&1
+		done
+		echo "left labs behind: $leaked" >>"$log"
+		status=1
+	fi
+	record "$name" "$status" $((SECONDS - start)) "$log"
 done
 
-echo
-if [ "$failed" != 0 ]; then
-	printf 'failed: %s\n' "${failed_names[@]}"
-fi
-echo "$passed passed, $failed failed"
+summary
 [ "$failed" = 0 ] && [ "$passed" != 0 ]

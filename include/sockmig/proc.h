@@ -71,6 +71,9 @@ const char *sockmig_fd_kind_name(enum sockmig_fd_kind kind);
 /* "ESTABLISHED", "LISTEN", ... */
 const char *sockmig_tcp_state_name(int state);
 
+/* 1 while sockmig_proc_stop() holds the process stopped, else 0. */
+int sockmig_proc_is_stopped(const struct sockmig_proc *p);
+
 #ifdef __cplusplus
 }
 #endif

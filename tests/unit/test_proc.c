@@ -18,6 +18,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -288,6 +289,60 @@ static void test_stop_resume(void **state)
 	munmap((void *)counter, 4096);
 }
 
+static volatile uint64_t *thread_counters;
+
+static void *count_forever(void *arg)
+{
+	volatile uint64_t *c = &thread_counters[(uintptr_t)arg];
+
+	for (;;)
+		(*c)++;
+	return NULL;
+}
+
+/* Every thread is stopped, not just the main one. */
+static void test_stop_all_threads(void **state)
+{
+	enum { N = 4 };
+	uint64_t snap[N];
+	struct sockmig_proc *p = NULL;
+	pid_t pid;
+
+	(void)state;
+	thread_counters = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(thread_counters != MAP_FAILED);
+	pid = fork();
+	if (pid == 0) {
+		pthread_t th;
+
+		for (uintptr_t i = 1; i < N; i++)
+			if (pthread_create(&th, NULL, count_forever, (void *)i) != 0)
+				_exit(1);
+		count_forever((void *)0);
+	}
+	for (int i = 0; i < N; i++)
+		while (thread_counters[i] == 0) /* bounded by the test's timeout */
+			sched_yield();
+
+	assert_int_equal(sockmig_proc_open(pid, &p), 0);
+	assert_int_equal(sockmig_proc_stop(p), 0);
+	for (int i = 0; i < N; i++)
+		snap[i] = thread_counters[i];
+	for (int i = 0; i < 1000; i++)
+		sched_yield();
+	for (int i = 0; i < N; i++)
+		assert_true(thread_counters[i] == snap[i]);
+	assert_int_equal(sockmig_proc_resume(p), 0);
+	for (int i = 0; i < N; i++) {
+		for (int k = 0; k < 1000000 && thread_counters[i] == snap[i]; k++)
+			sched_yield();
+		assert_true(thread_counters[i] > snap[i]);
+	}
+	sockmig_proc_free(p);
+	reap(pid);
+	munmap((void *)thread_counters, 4096);
+}
+
 static void test_free_resumes(void **state)
 {
 	struct sockmig_proc *p = NULL;
@@ -310,6 +365,7 @@ int main(void)
 		cmocka_unit_test(test_open_refuses),
 		cmocka_unit_test(test_fd_inventory),
 		cmocka_unit_test(test_stop_resume),
+		cmocka_unit_test(test_stop_all_threads),
 		cmocka_unit_test(test_free_resumes),
 	};
 
