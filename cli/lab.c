@@ -156,8 +156,21 @@ static int lab_up(int argc, char *argv[])
 	cfg.nodes = a.nodes;
 	r = sockmig_lab_up(&cfg);
 	if (r == -EEXIST) {
-		cli_err("lab '%s' already exists; remove it with '%s lab down --name %s'", a.name, prog_name, a.name);
+		struct sockmig_lab_info *info = NULL;
+		bool half = false;
+
 		sockmig_error_clear();
+		if (sockmig_lab_info(a.name, &info) == 0) {
+			half = !strcmp(info->state, "creating");
+			sockmig_lab_info_free(info);
+		}
+		sockmig_error_clear();
+		if (half)
+			cli_err("lab '%s' already exists but is half-made (an earlier 'lab up' was interrupted or is still running); "
+				"remove it with '%s lab down --name %s'", a.name, prog_name, a.name);
+		else
+			cli_err("lab '%s' already exists; remove it with '%s lab down --name %s'", a.name, prog_name,
+				a.name);
 		return 1;
 	}
 	if (r < 0)
@@ -248,7 +261,7 @@ static int lab_status(int argc, char *argv[])
 {
 	struct lab_args a = { 0 };
 	char (*names)[SOCKMIG_LAB_NAME_MAX + 1] = NULL;
-	size_t n = 0;
+	size_t n = 0, printed = 0;
 	int idx = parse_opts("status", argc, argv, "Nj", &a), r, status = 0;
 
 	if (idx < 0 || no_operands("status", argc, argv, idx) < 0)
@@ -283,7 +296,7 @@ static int lab_status(int argc, char *argv[])
 			continue;
 		}
 		if (a.json) {
-			printf("%s{\"name\":\"%s\",\"state\":\"%s\",\"nodes\":[", i ? "," : "", info->name, info->state);
+			printf("%s{\"name\":\"%s\",\"state\":\"%s\",\"nodes\":[", printed ? "," : "", info->name, info->state);
 			for (unsigned int k = 0; k < info->n_nodes; k++) {
 				printf("%s", k ? "," : "");
 				print_node_json(&info->nodes[k]);
@@ -295,6 +308,7 @@ static int lab_status(int argc, char *argv[])
 			for (unsigned int k = 0; k < info->n_nodes; k++)
 				print_node_text(&info->nodes[k]);
 		}
+		printed++;
 		sockmig_lab_info_free(info);
 	}
 	if (a.json)

@@ -156,13 +156,55 @@ static int record_read(const char *lab, struct lab_record *rec)
 	return 0;
 }
 
-static bool record_dir_exists(const char *lab)
+/* 1 if the lab's directory exists, 0 if not, or -errno. */
+static int record_dir_exists(const char *lab)
 {
 	char path[128];
 	struct stat st;
 
 	lab_path(lab, NULL, path, sizeof(path));
-	return stat(path, &st) == 0;
+	if (stat(path, &st) == 0)
+		return 1;
+	if (errno == ENOENT)
+		return 0;
+	return sm_fail(-errno, "cannot look at %s: %s", path, strerror(errno));
+}
+
+/*
+ * Lock of one lab: flock on its directory. up and down hold it exclusively
+ * (besides the global lock), lab exec shared while it looks the node up and
+ * enters it, so that a process cannot slip into a node between down's kill
+ * scan and the unmount. Returns the fd, -ENOENT if the lab has no directory.
+ * A directory removed and made anew while we waited is not the lab's any
+ * more: then the lock is taken again on the new one.
+ */
+static int lab_dir_lock(const char *lab, int op)
+{
+	char path[128];
+	struct stat a, b;
+	int fd, r;
+
+	lab_path(lab, NULL, path, sizeof(path));
+	for (;;) {
+		fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT)
+				return -ENOENT;
+			return sm_fail(-errno, "cannot open %s: %s", path, strerror(errno));
+		}
+		while (flock(fd, op) < 0) {
+			if (errno != EINTR) {
+				r = -errno;
+				close(fd);
+				return sm_fail(r, "cannot lock %s: %s", path, strerror(-r));
+			}
+		}
+		if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+			return fd;
+		close(fd);
+		if (stat(path, &b) < 0 && errno == ENOENT)
+			return -ENOENT;
+	}
 }
 
 /*
@@ -197,9 +239,15 @@ static int lab_netns_each(const char *lab, int (*fn)(const char *netns, const ch
 	return first_err ? first_err : n;
 }
 
-static bool lab_exists(const char *lab)
+/* 1 if there is any trace of the lab, 0 if none, or -errno. */
+static int lab_exists(const char *lab)
 {
-	return record_dir_exists(lab) || lab_netns_each(lab, NULL, NULL) > 0;
+	int r = record_dir_exists(lab);
+
+	if (r != 0)
+		return r;
+	r = lab_netns_each(lab, NULL, NULL);
+	return r < 0 ? r : r > 0;
 }
 
 /* ---- fault injection ---- */
@@ -267,16 +315,18 @@ static int remove_record(const char *lab)
 	return 0;
 }
 
-/* Remove every trace of the lab; keeps going after errors, returns the first. */
+/* Remove every trace of the lab; keeps going after errors, returns the
+ * first. Caller holds the lab's lock, if it has a directory. */
 static int lab_remove(const char *lab)
 {
 	int r, first = 0;
 
 	/* Processes first: a namespace unmounted under a running process lives
-	 * on invisibly, and its interfaces with it. */
+	 * on invisibly, and its interfaces with it. So if one survives, nothing
+	 * is removed, and down can be run again. */
 	r = lab_netns_each(lab, kill_in_netns, NULL);
 	if (r < 0)
-		first = r;
+		return r;
 	r = lab_netns_each(lab, delete_netns, NULL);
 	if (r < 0 && !first)
 		first = r;
@@ -288,7 +338,7 @@ static int lab_remove(const char *lab)
 
 int sockmig_lab_down(const char *name)
 {
-	int lock, r;
+	int lock, dir_lock = -1, r;
 
 	r = check_name(name);
 	if (r < 0)
@@ -296,10 +346,20 @@ int sockmig_lab_down(const char *name)
 	lock = lab_lock();
 	if (lock < 0)
 		return lock;
-	if (!lab_exists(name))
+	r = lab_exists(name);
+	if (r == 0)
 		r = sm_fail(-ENOENT, "lab '%s' does not exist", name);
-	else
-		r = lab_remove(name);
+	if (r < 0)
+		goto out_unlock;
+	/* -ENOENT: only namespaces are left; exec then takes the global lock. */
+	dir_lock = lab_dir_lock(name, LOCK_EX);
+	if (dir_lock < 0 && dir_lock != -ENOENT) {
+		r = dir_lock;
+		goto out_unlock;
+	}
+	r = lab_remove(name);
+	lab_unlock(dir_lock);
+out_unlock:
 	lab_unlock(lock);
 	return r;
 }
@@ -463,7 +523,7 @@ int sockmig_lab_up(const struct sockmig_lab_config *cfg)
 	unsigned int n = cfg && cfg->nodes ? cfg->nodes : SOCKMIG_LAB_DEFAULT_NODES;
 	struct lab_build b = { .lab = name, .n = n, .wire_fd = -1 };
 	char path[128];
-	int lock, r;
+	int lock, dir_lock = -1, r;
 
 	r = check_name(name);
 	if (r < 0)
@@ -473,14 +533,22 @@ int sockmig_lab_up(const struct sockmig_lab_config *cfg)
 	lock = lab_lock();
 	if (lock < 0)
 		return lock;
-	if (lab_exists(name)) {
+	r = lab_exists(name);
+	if (r > 0)
 		r = sm_fail(-EEXIST, "lab '%s' already exists", name);
+	if (r < 0)
 		goto out_unlock;
-	}
 	lab_path(name, NULL, path, sizeof(path));
 	if (mkdir(path, 0755) < 0) {
 		r = sm_fail(-errno, "cannot create %s: %s", path, strerror(errno));
 		goto out_unlock;
+	}
+	/* exec into the lab waits until it is made (or removed again). */
+	dir_lock = lab_dir_lock(name, LOCK_EX);
+	if (dir_lock < 0) {
+		r = dir_lock == -ENOENT ? sm_fail(-ENOENT, "%s vanished while lab '%s' was made", path, name)
+					: dir_lock;
+		goto out_remove;
 	}
 	/* The record comes first: from here on, down can undo whatever a
 	 * crash leaves. */
@@ -503,16 +571,27 @@ int sockmig_lab_up(const struct sockmig_lab_config *cfg)
 		goto out_remove;
 	lab_step();
 	build_free(&b);
+	lab_unlock(dir_lock);
 	lab_unlock(lock);
 	return 0;
 
 out_remove: {
 	/* Keep the sentence that explains the failure, not one from cleanup. */
-	char why[512];
-	snprintf(why, sizeof(why), "%s", sockmig_error());
+	char why[512], cleanup[512];
+	int c;
+
+	snprintf(why, sizeof(why), "%s", sockmig_error()[0] ? sockmig_error() : strerror(-r));
 	build_free(&b);
-	lab_remove(name);
-	sm_fail(r, "lab '%s' was not made: %s", name, why[0] ? why : strerror(-r));
+	sockmig_error_clear();
+	c = lab_remove(name);
+	if (c < 0) {
+		snprintf(cleanup, sizeof(cleanup), "%s", sockmig_error()[0] ? sockmig_error() : strerror(-c));
+		sm_fail(r, "lab '%s' was not made: %s; cleanup failed too (%s); run 'sockmig lab down --name %s'",
+			name, why, cleanup, name);
+	} else {
+		sm_fail(r, "lab '%s' was not made: %s", name, why);
+	}
+	lab_unlock(dir_lock);
 }
 out_unlock:
 	lab_unlock(lock);
@@ -613,8 +692,13 @@ int sockmig_lab_node_count(const char *lab)
 	r = lab_netns_each(lab, count_node_netns, &max);
 	if (r < 0)
 		return r;
-	if (r == 0 && !record_dir_exists(lab))
-		return sm_fail(-ENOENT, "lab '%s' does not exist", lab);
+	if (r == 0) {
+		r = record_dir_exists(lab);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			return sm_fail(-ENOENT, "lab '%s' does not exist", lab);
+	}
 	return (int)max;
 }
 
@@ -676,16 +760,31 @@ int sockmig_lab_node_address(unsigned int index, int family, char *buf, size_t s
 int sockmig_lab_enter(const char *lab, const char *node)
 {
 	char netns[SOCKMIG_LAB_NETNS_NAME_SIZE];
-	int fd, r;
+	int lock, fd, r;
 
-	r = sockmig_lab_node_lookup(lab, node, NULL, netns);
+	r = check_name(lab);
 	if (r < 0)
 		return r;
+	/* Held until we are inside: down's kill scan, which runs under the
+	 * exclusive lock, then finds us. A lab left with namespaces only has
+	 * no directory; its down holds the global lock throughout. */
+	lock = lab_dir_lock(lab, LOCK_SH);
+	if (lock == -ENOENT)
+		lock = lab_lock();
+	if (lock < 0)
+		return lock;
+	r = sockmig_lab_node_lookup(lab, node, NULL, netns);
+	if (r < 0)
+		goto out_unlock;
 	fd = sockmig_lab_node_netns_open(lab, node);
-	if (fd < 0)
-		return fd;
+	if (fd < 0) {
+		r = fd;
+		goto out_unlock;
+	}
 	r = sm_netns_enter_for_exec(fd, netns);
 	close(fd);
+out_unlock:
+	lab_unlock(lock);
 	return r;
 }
 

@@ -292,7 +292,7 @@ static int pidfd_signal(int pidfd, int sig)
 
 static bool pid_in_netns(const char *pid, uint64_t ino)
 {
-	char path[320];
+	char path[600];
 	struct dirent *de;
 	struct stat st;
 	bool found = false;
@@ -314,45 +314,96 @@ static bool pid_in_netns(const char *pid, uint64_t ino)
 	return found;
 }
 
-/* pidfds of every process inside the namespace, at most max. */
-static int netns_pidfds(uint64_t ino, int *fds, int max)
+/* The pids found by one scan, with a pidfd each. */
+struct netns_procs {
+	int *fds;
+	pid_t *pids;
+	size_t n, cap;
+};
+
+static void netns_procs_close(struct netns_procs *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		close(p->fds[i]);
+	p->n = 0;
+}
+
+static int netns_procs_add(struct netns_procs *p, int fd, pid_t pid)
+{
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 64;
+		int *fds = realloc(p->fds, cap * sizeof(*fds));
+		pid_t *pids;
+
+		if (!fds)
+			return -ENOMEM;
+		p->fds = fds;
+		pids = realloc(p->pids, cap * sizeof(*pids));
+		if (!pids)
+			return -ENOMEM;
+		p->pids = pids;
+		p->cap = cap;
+	}
+	p->fds[p->n] = fd;
+	p->pids[p->n] = pid;
+	p->n++;
+	return 0;
+}
+
+/*
+ * Send sig to every process with a thread inside the namespace; p gets their
+ * pidfds. The pidfd is opened before the namespace is checked: from then on
+ * it names that one process, so if the pid is reused meanwhile the check
+ * sees the new process, and the signal (sent through the pidfd only) can
+ * never reach a process that was not checked.
+ */
+static int netns_signal_all(uint64_t ino, int sig, struct netns_procs *p)
 {
 	struct dirent *de;
 	pid_t self = getpid();
-	int n = 0;
+	int r = 0;
 	DIR *d = opendir("/proc");
 
 	if (!d)
 		return sm_fail(-errno, "cannot read /proc: %s", strerror(errno));
-	while (n < max && (de = readdir(d))) {
+	while ((de = readdir(d))) {
 		pid_t pid;
 		int fd;
 
 		if (de->d_name[0] < '0' || de->d_name[0] > '9')
 			continue;
 		pid = (pid_t)atoi(de->d_name);
-		if (pid == self || !pid_in_netns(de->d_name, ino))
+		if (pid == self)
 			continue;
 		fd = pidfd_open_(pid);
-		if (fd >= 0)
-			fds[n++] = fd;
+		if (fd < 0)
+			continue; /* gone already */
+		if (!pid_in_netns(de->d_name, ino) || (pidfd_signal(fd, sig) < 0 && errno == ESRCH)) {
+			close(fd);
+			continue;
+		}
+		r = netns_procs_add(p, fd, pid);
+		if (r < 0) {
+			close(fd);
+			r = sm_fail(r, "out of memory listing processes");
+			break;
+		}
 	}
 	closedir(d);
-	return n;
+	return r;
 }
 
-/* Wait until every pidfd is readable (its process ended) or timeout. */
-static int wait_pidfds(int *fds, int n, int timeout_ms)
+/* Wait until every pidfd is readable (its process ended) or the deadline. */
+static int wait_pidfds(const int *fds, size_t n, uint64_t deadline)
 {
-	uint64_t deadline = sm_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	struct pollfd pfd;
 
-	for (int i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		pfd.fd = fds[i];
 		pfd.events = POLLIN;
 		for (;;) {
 			uint64_t now = sm_now_ns();
-			int left = now >= deadline ? 0 : (int)((deadline - now) / 1000000ull);
+			int left = now >= deadline ? 0 : (int)((deadline - now + 999999ull) / 1000000ull);
 			int r = poll(&pfd, 1, left);
 			if (r > 0)
 				break;
@@ -365,42 +416,55 @@ static int wait_pidfds(int *fds, int n, int timeout_ms)
 	return 0;
 }
 
+/*
+ * Scan, signal, wait, and scan again until a scan finds nobody: processes
+ * may fork while we look, and a scan only sees who existed when it read
+ * /proc. SIGTERM until term_ms have passed, SIGKILL after that.
+ */
 int sm_netns_kill_all(int nsfd, int term_ms, int kill_ms)
 {
-	enum { MAX_PROCS = 1024, ROUNDS = 4 };
-	int *fds, total = 0, r;
-	uint64_t ino;
+	struct netns_procs p = { 0 };
+	uint64_t ino, start, term_end, end;
+	int total = 0, r;
 
 	r = sm_netns_inode(nsfd, &ino);
 	if (r < 0)
 		return r;
-	fds = calloc(MAX_PROCS, sizeof(*fds));
-	if (!fds)
-		return sm_fail(-ENOMEM, "out of memory listing processes");
-	/* Processes may fork while we look; a few rounds catch their children. */
-	for (int round = 0; round < ROUNDS; round++) {
-		int n = netns_pidfds(ino, fds, MAX_PROCS);
-		if (n <= 0) {
-			r = n;
+	start = sm_now_ns();
+	term_end = start + (uint64_t)term_ms * 1000000ull;
+	end = term_end + (uint64_t)kill_ms * 1000000ull;
+	for (;;) {
+		uint64_t now = sm_now_ns();
+		bool late = now >= end;
+
+		r = netns_signal_all(ino, now < term_end ? SIGTERM : SIGKILL, &p);
+		if (r < 0)
+			break;
+		if (p.n == 0)
+			break;
+		if (late) {
+			char path[64], comm[64] = "";
+			pid_t pid = p.pids[0];
+
+			snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+			if (sm_read_file(path, comm, sizeof(comm)) < 0)
+				snprintf(comm, sizeof(comm), "?");
+			comm[strcspn(comm, "\n")] = '\0';
+			r = sm_fail(-EBUSY, "process %d (%s) in a network namespace is still running %d ms after SIGKILL",
+				    (int)pid, comm, kill_ms);
 			break;
 		}
-		total += n;
-		for (int i = 0; i < n; i++)
-			pidfd_signal(fds[i], SIGTERM);
-		r = wait_pidfds(fds, n, term_ms);
-		if (r == -ETIMEDOUT) {
-			for (int i = 0; i < n; i++)
-				pidfd_signal(fds[i], SIGKILL);
-			r = wait_pidfds(fds, n, kill_ms);
-		}
-		for (int i = 0; i < n; i++)
-			close(fds[i]);
-		if (r < 0) {
-			r = sm_fail(r, "processes in a network namespace did not end after SIGKILL: %s", strerror(-r));
+		total += (int)p.n;
+		r = wait_pidfds(p.fds, p.n, now < term_end ? term_end : end);
+		netns_procs_close(&p);
+		if (r < 0 && r != -ETIMEDOUT) {
+			r = sm_fail(r, "cannot wait for processes in a network namespace: %s", strerror(-r));
 			break;
 		}
 		r = 0;
 	}
-	free(fds);
+	netns_procs_close(&p);
+	free(p.fds);
+	free(p.pids);
 	return r < 0 ? r : total;
 }

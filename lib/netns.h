@@ -68,9 +68,12 @@ int sm_netns_run(int nsfd, int (*fn)(void *arg), void *arg);
 int sm_netns_enter_for_exec(int nsfd, const char *name);
 
 /* End every process that has a thread inside the namespace nsfd (except the
- * caller): SIGTERM, wait up to term_ms for them to exit, then SIGKILL and
- * wait up to kill_ms more. Returns the number of processes signalled, or
- * -errno (-ETIMEDOUT if some survived SIGKILL, e.g. stuck in D state). */
+ * caller): SIGTERM, then after term_ms SIGKILL, scanning /proc again after
+ * each round until a scan finds nobody. Signals go through pidfds only, so a
+ * reused pid is never hit. Returns the number of processes signalled (one
+ * signalled in two rounds counts twice), or -errno: -EBUSY if some process
+ * is still inside kill_ms after SIGKILL (e.g. stuck in D state); then the
+ * namespace must not be deleted, or that process lives on invisibly. */
 int sm_netns_kill_all(int nsfd, int term_ms, int kill_ms);
 
 #endif

@@ -54,9 +54,12 @@ struct sockmig_lab_config {
 /* true if name is a valid lab name: 1..20 of [A-Za-z0-9_-]. */
 bool sockmig_lab_name_valid(const char *name);
 
-/* Make the lab and wait until every node can reach every other. -EEXIST if
- * a lab of that name exists (also a half-made one). On failure, what was
- * made is removed again. */
+/* Make the lab and wait until the link of every node and its bridge port
+ * are operationally up, so that frames pass between any two nodes; the
+ * addresses are usable at once (no duplicate address detection). Nothing is
+ * sent to probe reachability. -EEXIST if a lab of that name exists (also a
+ * half-made one). On failure, what was made is removed again; if that fails
+ * too, the error says so and 'sockmig lab down' removes the rest. */
 int sockmig_lab_up(const struct sockmig_lab_config *cfg);
 
 /* End the lab's processes and remove everything the lab consists of, as

@@ -26,8 +26,25 @@ transfer() {
 transfer "$A"
 transfer "$B"
 # Isolation: A has no n3, and B's n3 (same address) is not reachable from A.
+# B's n3 listens, so if the labs shared a segment, A's n1 would connect to
+# it; and it must not even be refused (that would be an answer from
+# someone). Then B's n1 reaches the same listener: it was there all along.
+T_LAB=$B
+t_spawn iso n3 timeout 20 sh -c "exec socat -d -d -u TCP4-LISTEN:6100,reuseaddr OPEN:$T_DIR/iso.data,creat,trunc 2>&1"
+t_wait_line iso 'listening on'
 T_LAB=$A
-t_exec n1 socat -u /dev/null TCP4:198.18.0.3:22,connect-timeout=1 2>/dev/null && t_fail "lab $A reaches an address of lab $B"
+echo from-A >"$T_DIR/iso.a"
+t_exec n1 socat -u "OPEN:$T_DIR/iso.a" TCP4:198.18.0.3:6100,connect-timeout=2 2>"$T_DIR/iso.a.err" &&
+	t_fail "lab $A reaches a listener in lab $B's n3"
+grep -Eqi 'timed out|no route|unreachable' "$T_DIR/iso.a.err" ||
+	t_fail "lab $A's n1 got an answer for 198.18.0.3, not silence: $(cat "$T_DIR/iso.a.err")"
+T_LAB=$B
+echo from-B >"$T_DIR/iso.b"
+t_exec n1 socat -u "OPEN:$T_DIR/iso.b" TCP4:198.18.0.3:6100 || t_fail "lab $B's n1 cannot reach its n3"
+wait "${T_PIDS[iso]}" || t_fail "lab $B's n3 listener failed"
+unset "T_PIDS[iso]"
+[ "$(cat "$T_DIR/iso.data")" = from-B ] || t_fail "lab $B's n3 received '$(cat "$T_DIR/iso.data")', not only from-B"
+T_LAB=$A
 "$SOCKMIG" lab exec --name "$A" n3 -- true 2>/dev/null && t_fail "lab $A has a node n3"
 
 status=$("$SOCKMIG" lab status) || t_fail "lab status failed"
