@@ -9,12 +9,20 @@
  *   <tag>_c4, _c6  meta l4proto . local addr . local port . remote addr . remote port
  *   <tag>_l4, _l6  meta l4proto . local addr . local port     (listener, bound UDP)
  *   <tag>_p        meta l4proto . local port                  (bound to the wildcard)
+ *   <tag>_s4, _s6, _sp   the same keys as _l4, _l6, _p: listeners whose
+ *                  connection attempts only are frozen (inbound SYN without
+ *                  ACK; established connections on the port keep flowing)
  *
  *   <tag>_in   hook prerouting, priority -300: daddr . dport . saddr . sport
  *   <tag>_out  hook output,     priority -300: saddr . sport . daddr . dport
  *
  * The same set serves both directions, with the key read in the packet's
- * order. Freezing n flows is one "create element" batch, whatever n.
+ * order. Freezing n flows is one NEWSETELEM batch, whatever n.
+ *
+ * The chains and sets are made once per lock with libnftables (text, rare,
+ * clearer); the elements are sent as nf_tables netlink messages built here
+ * with libmnl: parsing and evaluating 1,000 elements as text cost 15 ms,
+ * the binary batch well under one (bench/flow_freeze.c).
  *
  * Why prerouting and not input: a packet of the flow must be caught even
  * when the address is no longer local (released on S, not yet added on D),
@@ -32,9 +40,11 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <libmnl/libmnl.h>
 #include <nftables/libnftables.h>
@@ -44,28 +54,49 @@
 
 #define TABLE "sockmig"
 
+/* nla_len is 16 bits: the nested element list of one NEWSETELEM message
+ * must stay below 64 KiB, so large freezes are split into several messages
+ * of the same batch (still one transaction). */
+#define ELEMS_MSG_MAX 60000
+/* The kernel answers a well-formed batch at once; this only bounds a wait
+ * for an answer that a malformed one would never get. */
+#define ACK_TIMEOUT_S 5
+
 struct sockmig_flowlock {
 	struct nft_ctx *nft;
 	unsigned flags;
 	char tag[32];
+	struct mnl_socket *nl;
+	uint32_t portid;
+	uint32_t seq;
+	int sndbuf;
 };
 
-enum set_kind { SET_C4, SET_C6, SET_L4, SET_L6, SET_P, SET_N };
-static const char *const set_suffix[SET_N] = { "c4", "c6", "l4", "l6", "p" };
+enum set_kind { SET_C4, SET_C6, SET_L4, SET_L6, SET_P, SET_S4, SET_S6, SET_SP, SET_N };
+static const char *const set_suffix[SET_N] = { "c4", "c6", "l4", "l6", "p", "s4", "s6", "sp" };
 static const char *const set_type[SET_N] = {
 	"inet_proto . ipv4_addr . inet_service . ipv4_addr . inet_service",
 	"inet_proto . ipv6_addr . inet_service . ipv6_addr . inet_service",
 	"inet_proto . ipv4_addr . inet_service",
 	"inet_proto . ipv6_addr . inet_service",
 	"inet_proto . inet_service",
+	"inet_proto . ipv4_addr . inet_service",
+	"inet_proto . ipv6_addr . inet_service",
+	"inet_proto . inet_service",
 };
-/* The keys as read from an inbound and an outbound packet. */
+/* The keys as read from an inbound and an outbound packet. The SYN sets
+ * have no outbound rule: the listener's SYN-ACKs to handshakes begun before
+ * the freeze, and everything of its established connections, must pass. */
+#define SYN_ONLY "tcp flags & (syn | ack) == syn "
 static const char *const key_in[SET_N] = {
 	"meta l4proto . ip daddr . th dport . ip saddr . th sport",
 	"meta l4proto . ip6 daddr . th dport . ip6 saddr . th sport",
 	"meta l4proto . ip daddr . th dport",
 	"meta l4proto . ip6 daddr . th dport",
 	"meta l4proto . th dport",
+	SYN_ONLY "meta l4proto . ip daddr . th dport",
+	SYN_ONLY "meta l4proto . ip6 daddr . th dport",
+	SYN_ONLY "meta l4proto . th dport",
 };
 static const char *const key_out[SET_N] = {
 	"meta l4proto . ip saddr . th sport . ip daddr . th dport",
@@ -73,6 +104,9 @@ static const char *const key_out[SET_N] = {
 	"meta l4proto . ip saddr . th sport",
 	"meta l4proto . ip6 saddr . th sport",
 	"meta l4proto . th sport",
+	NULL,
+	NULL,
+	NULL,
 };
 
 /* libnftables reports errors as text only; recover the errno from the
@@ -117,11 +151,148 @@ static int nft_run(struct sockmig_flowlock *l, const char *cmds, const char *wha
 		       msg ? (int)(nl ? nl - msg : (ptrdiff_t)strlen(msg)) : 0, msg ? msg : "");
 }
 
+/* ---- nf_tables netlink batches ---- */
+
+static struct nlmsghdr *msg_put(uint8_t *p, uint16_t type, uint16_t flags, uint32_t seq, uint8_t family,
+				uint16_t res_id)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(p);
+	struct nfgenmsg *nfg;
+
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+	nlh->nlmsg_seq = seq;
+	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
+	nfg->nfgen_family = family;
+	nfg->version = NFNETLINK_V0;
+	nfg->res_id = htons(res_id);
+	return nlh;
+}
+
+static size_t batch_begin(uint8_t *p, uint32_t seq)
+{
+	return msg_put(p, NFNL_MSG_BATCH_BEGIN, 0, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES)->nlmsg_len;
+}
+
+static size_t batch_end(uint8_t *p, uint32_t seq)
+{
+	return msg_put(p, NFNL_MSG_BATCH_END, 0, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES)->nlmsg_len;
+}
+
+/* One NLMSG_ERROR answer: the error (0 for an ACK) and, with extended
+ * ACKs, the offset of the attribute the kernel refused (0 if none). */
+static int ack_parse(const struct nlmsghdr *nlh, uint32_t *ret_offs)
+{
+	const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
+	size_t off = sizeof(*e), plen = mnl_nlmsg_get_payload_len(nlh);
+	*ret_offs = 0;
+	if (plen < sizeof(*e))
+		return -EBADMSG;
+	if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
+		off += MNL_ALIGN(e->msg.nlmsg_len) - sizeof(e->msg);
+	if (nlh->nlmsg_flags & NLM_F_ACK_TLVS) {
+		while (off + sizeof(struct nlattr) <= plen) {
+			const struct nlattr *a = (const struct nlattr *)((const uint8_t *)e + off);
+
+			if (!mnl_attr_ok(a, (int)(plen - off)))
+				break;
+			if (mnl_attr_get_type(a) == NLMSGERR_ATTR_OFFS &&
+			    mnl_attr_get_payload_len(a) == sizeof(uint32_t))
+				*ret_offs = mnl_attr_get_u32(a);
+			off += MNL_ALIGN(a->nla_len);
+		}
+	}
+	return e->error;
+}
+
+/* Send a batch whose messages, begin and end excluded, have the sequence
+ * numbers seq0 + 1 .. seq0 + n_msgs, each with NLM_F_ACK, and wait for all
+ * answers. The kernel applies the whole batch or nothing, and reports an
+ * error per failing message (every message is processed even after one
+ * failed) plus an ACK per good one; an error against the batch header means
+ * the batch was not processed at all. Returns 0 or the first error, with
+ * the failing message's seq and attribute offset. */
+static int batch_send(struct sockmig_flowlock *l, const uint8_t *buf, size_t len, uint32_t seq0, uint32_t n_msgs,
+		      uint32_t *ret_seq, uint32_t *ret_offs)
+{
+	uint8_t rx[MNL_SOCKET_BUFFER_SIZE];
+	uint32_t acked = 0;
+	int first = 0;
+
+	if (len + 4096 > (size_t)l->sndbuf) {
+		int size = (int)(len + 4096);
+		/* FORCE needs CAP_NET_ADMIN, which changing the ruleset needs too. */
+		if (setsockopt(mnl_socket_get_fd(l->nl), SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0 &&
+		    setsockopt(mnl_socket_get_fd(l->nl), SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)) < 0)
+			return -errno;
+		l->sndbuf = size;
+	}
+	if (mnl_socket_sendto(l->nl, buf, len) < 0)
+		return -errno;
+	while (acked < n_msgs) {
+		ssize_t n = mnl_socket_recvfrom(l->nl, rx, sizeof(rx));
+		const struct nlmsghdr *nlh;
+		int rem;
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		}
+		rem = (int)n;
+		for (nlh = (const struct nlmsghdr *)rx; mnl_nlmsg_ok(nlh, rem); nlh = mnl_nlmsg_next(nlh, &rem)) {
+			uint32_t offs;
+			int err;
+
+			if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_seq < seq0 ||
+			    nlh->nlmsg_seq > seq0 + n_msgs)
+				continue; /* a stale answer of an earlier, timed out batch */
+			err = ack_parse(nlh, &offs);
+			if (err && !first) {
+				first = err;
+				*ret_seq = nlh->nlmsg_seq;
+				*ret_offs = offs;
+			}
+			if (nlh->nlmsg_seq == seq0)
+				return first ? first : -EPROTO;
+			acked++;
+		}
+	}
+	return first;
+}
+
+/* A netlink socket of the lock for the element batches. */
+static int lock_socket_open(struct sockmig_flowlock *l)
+{
+	struct timeval tv = { .tv_sec = ACK_TIMEOUT_S };
+	int one = 1, fd;
+
+	l->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+	if (!l->nl)
+		return -errno;
+	if (mnl_socket_bind(l->nl, 0, MNL_SOCKET_AUTOPID) < 0)
+		return -errno;
+	l->portid = mnl_socket_get_portid(l->nl);
+	fd = mnl_socket_get_fd(l->nl);
+	/* Small answers (no copy of a 64 KiB request in each error) that name
+	 * the refused element. */
+	(void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+	(void)setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+		return -errno;
+	l->sndbuf = 0;
+	l->seq = (uint32_t)sm_now_ns();
+	return 0;
+}
+
+/* ---- locks ---- */
+
 int sockmig_flowlock_new(unsigned flags, struct sockmig_capture *cap, struct sockmig_flowlock **ret)
 {
 	static unsigned counter;
 	struct sockmig_flowlock *l;
 	char *cmds = NULL, logstmt[64] = "";
+	const char *pass_in = "", *pass_out = "";
 	size_t cmds_len = 0;
 	FILE *f;
 	int r;
@@ -133,16 +304,25 @@ int sockmig_flowlock_new(unsigned flags, struct sockmig_capture *cap, struct soc
 		return sm_fail(-ENOMEM, "cannot allocate a flow lock");
 	l->flags = flags;
 	snprintf(l->tag, sizeof(l->tag), "f%d_%u", (int)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+	r = lock_socket_open(l);
+	if (r < 0) {
+		r = sm_fail(r, "cannot open a netfilter netlink socket for a flow lock: %s", strerror(-r));
+		goto out_close;
+	}
 	l->nft = nft_ctx_new(NFT_CTX_DEFAULT);
 	if (!l->nft) {
-		free(l);
-		return sm_fail(-ENOMEM, "cannot create an nftables context");
+		r = sm_fail(-ENOMEM, "cannot create an nftables context");
+		goto out_close;
 	}
 	/* The library never prints: keep libnftables' messages in memory. */
 	nft_ctx_buffer_output(l->nft);
 	nft_ctx_buffer_error(l->nft);
 	if (flags & SOCKMIG_FLOWLOCK_CAPTURE)
 		snprintf(logstmt, sizeof(logstmt), "log group %u queue-threshold 1 ", sockmig_capture_group(cap));
+	if (flags & SOCKMIG_FLOWLOCK_PASS_LOCAL) {
+		pass_in = "iifname != \"lo\" ";
+		pass_out = "oifname != \"lo\" ";
+	}
 
 	f = open_memstream(&cmds, &cmds_len);
 	if (!f) {
@@ -157,12 +337,11 @@ int sockmig_flowlock_new(unsigned flags, struct sockmig_capture *cap, struct soc
 	fprintf(f, "add chain inet %s %s_out { type filter hook output priority -300; policy accept; }\n", TABLE,
 		l->tag);
 	for (int s = 0; s < SET_N; s++) {
-		fprintf(f, "add rule inet %s %s_in %s%s @%s_%s %sdrop\n", TABLE, l->tag,
-			flags & SOCKMIG_FLOWLOCK_PASS_LOCAL ? "iifname != \"lo\" " : "", key_in[s], l->tag,
+		fprintf(f, "add rule inet %s %s_in %s%s @%s_%s %sdrop\n", TABLE, l->tag, pass_in, key_in[s], l->tag,
 			set_suffix[s], logstmt);
-		fprintf(f, "add rule inet %s %s_out %s%s @%s_%s drop\n", TABLE, l->tag,
-			flags & SOCKMIG_FLOWLOCK_PASS_LOCAL ? "oifname != \"lo\" " : "", key_out[s], l->tag,
-			set_suffix[s]);
+		if (key_out[s])
+			fprintf(f, "add rule inet %s %s_out %s%s @%s_%s drop\n", TABLE, l->tag, pass_out,
+				key_out[s], l->tag, set_suffix[s]);
 	}
 	if (fclose(f) != 0 || !cmds) {
 		r = sm_fail(-ENOMEM, "cannot build the nftables commands of a flow lock");
@@ -177,192 +356,255 @@ int sockmig_flowlock_new(unsigned flags, struct sockmig_capture *cap, struct soc
 
 out_free:
 	nft_ctx_free(l->nft);
+out_close:
+	if (l->nl)
+		mnl_socket_close(l->nl);
 	free(l);
 	return r;
 }
 
-/* Delete the table only if it is empty (NLM_F_NONREC: the kernel refuses
- * with EBUSY otherwise), in one request, so that a lock of another process
- * created meanwhile is never swept away. libnftables cannot express this. */
-static void table_delete_if_empty(void)
+/* Delete the lock's chains and sets and then the table, in one batch; the
+ * table with NLM_F_NONREC, which the kernel refuses with EBUSY while the
+ * table still holds anything (objects of the other locks; the lock's own
+ * deleted earlier in the batch no longer count), so that a lock of another
+ * process is never swept away. EBUSY aborts the whole batch: it is then sent
+ * again without the table. One batch, not two, because a batch that deletes
+ * objects waits for an RCU grace period in the kernel: about 20 ms here.
+ * libnftables cannot express NONREC. Returns the batch's error. */
+static int lock_delete(struct sockmig_flowlock *l, bool with_table)
 {
-	char buf[MNL_SOCKET_BUFFER_SIZE];
-	struct mnl_socket *nl;
+	uint8_t buf[4096];
+	uint32_t seq0 = l->seq, n_msgs = 0, bad_seq, offs;
 	struct nlmsghdr *nlh;
-	struct nfgenmsg *nfg;
-	char *p = buf;
-	uint32_t seq = (uint32_t)sm_now_ns();
+	char name[48];
+	size_t len;
 
-	nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-	if (!nl)
-		return;
-	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0)
-		goto out;
-
-	nlh = mnl_nlmsg_put_header(p);
-	nlh->nlmsg_type = NFNL_MSG_BATCH_BEGIN;
-	nlh->nlmsg_flags = NLM_F_REQUEST;
-	nlh->nlmsg_seq = seq;
-	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-	nfg->nfgen_family = AF_UNSPEC;
-	nfg->res_id = htons(NFNL_SUBSYS_NFTABLES);
-	p += nlh->nlmsg_len;
-
-	nlh = mnl_nlmsg_put_header(p);
-	nlh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE;
-	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_NONREC;
-	nlh->nlmsg_seq = seq + 1;
-	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-	nfg->nfgen_family = NFPROTO_INET;
-	mnl_attr_put_strz(nlh, NFTA_TABLE_NAME, TABLE);
-	p += nlh->nlmsg_len;
-
-	nlh = mnl_nlmsg_put_header(p);
-	nlh->nlmsg_type = NFNL_MSG_BATCH_END;
-	nlh->nlmsg_flags = NLM_F_REQUEST;
-	nlh->nlmsg_seq = seq + 2;
-	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-	nfg->nfgen_family = AF_UNSPEC;
-	nfg->res_id = htons(NFNL_SUBSYS_NFTABLES);
-	p += nlh->nlmsg_len;
-
-	if (mnl_socket_sendto(nl, buf, (size_t)(p - buf)) < 0)
-		goto out;
-	/* The answer (ACK or EBUSY) is of no interest: either outcome is fine. */
-	(void)mnl_socket_recvfrom(nl, buf, sizeof(buf));
-out:
-	mnl_socket_close(nl);
+	len = batch_begin(buf, seq0);
+	for (int c = 0; c < 2; c++) {
+		snprintf(name, sizeof(name), "%s_%s", l->tag, c ? "out" : "in");
+		nlh = msg_put(buf + len, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELCHAIN, NLM_F_ACK, seq0 + ++n_msgs,
+			      NFPROTO_INET, 0);
+		mnl_attr_put_strz(nlh, NFTA_CHAIN_TABLE, TABLE);
+		mnl_attr_put_strz(nlh, NFTA_CHAIN_NAME, name);
+		len += nlh->nlmsg_len;
+	}
+	for (int k = 0; k < SET_N; k++) {
+		snprintf(name, sizeof(name), "%s_%s", l->tag, set_suffix[k]);
+		nlh = msg_put(buf + len, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSET, NLM_F_ACK, seq0 + ++n_msgs,
+			      NFPROTO_INET, 0);
+		mnl_attr_put_strz(nlh, NFTA_SET_TABLE, TABLE);
+		mnl_attr_put_strz(nlh, NFTA_SET_NAME, name);
+		len += nlh->nlmsg_len;
+	}
+	if (with_table) {
+		nlh = msg_put(buf + len, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE, NLM_F_ACK | NLM_F_NONREC,
+			      seq0 + ++n_msgs, NFPROTO_INET, 0);
+		mnl_attr_put_strz(nlh, NFTA_TABLE_NAME, TABLE);
+		len += nlh->nlmsg_len;
+	}
+	len += batch_end(buf + len, seq0 + n_msgs + 1);
+	l->seq += n_msgs + 2;
+	return batch_send(l, buf, len, seq0, n_msgs, &bad_seq, &offs);
 }
 
 void sockmig_flowlock_free(struct sockmig_flowlock *l)
 {
-	char cmds[1024];
-	int n;
-
 	if (!l)
 		return;
-	n = snprintf(cmds, sizeof(cmds), "delete chain inet %s %s_in\ndelete chain inet %s %s_out\n", TABLE, l->tag,
-		     TABLE, l->tag);
-	for (int s = 0; s < SET_N; s++)
-		n += snprintf(cmds + n, sizeof(cmds) - (size_t)n, "delete set inet %s %s_%s\n", TABLE, l->tag,
-			      set_suffix[s]);
 	/* Nothing to report from a destructor: on failure the objects stay
 	 * and are found by their tag. */
-	(void)nft_run(l, cmds, "remove a flow lock");
-	table_delete_if_empty();
+	if (lock_delete(l, true) == -EBUSY)
+		(void)lock_delete(l, false);
 	nft_ctx_free(l->nft);
+	mnl_socket_close(l->nl);
 	free(l);
 }
 
-static void put_addr(FILE *f, int family, const uint8_t *addr)
-{
-	char s[INET6_ADDRSTRLEN];
+/* ---- elements ---- */
 
-	fputs(inet_ntop(family, addr, s, sizeof(s)) ? s : "::", f);
+/* Largest key: proto . ip6 . port . ip6 . port, each part in a 4-byte
+ * register of its own. */
+#define KEY_MAX (4 + 16 + 4 + 16 + 4)
+
+static size_t key_put(uint8_t *key, size_t off, const void *v, size_t len)
+{
+	memcpy(key + off, v, len);
+	return off + ((len + 3) & ~(size_t)3);
 }
 
-/* Classify a flow and print its element; -EINVAL for what no set can hold. */
-static int flow_element(const struct sockmig_flow *fl, FILE *f, enum set_kind *ret_kind, bool print)
+/* Classify a flow and build its set key as nf_tables stores a
+ * concatenation: every part padded to 32 bits, the protocol as one byte,
+ * addresses and ports in network order. syn: the listener's SYN set.
+ * -EINVAL for what no set can hold. */
+static int flow_key(const struct sockmig_flow *fl, bool syn, enum set_kind *ret_kind, uint8_t *key, size_t *ret_len)
 {
-	int lf = sm_flow_family(&fl->local), rf;
+	int lf = sm_flow_family(&fl->local);
+	size_t alen = lf == AF_INET ? 4 : 16, len;
 	const uint8_t *la = lf == AF_INET && fl->local.family == AF_INET6 ? fl->local.addr + 12 : fl->local.addr;
+	uint16_t lp = htons(fl->local.port);
 	enum set_kind k;
 
 	if (fl->proto != IPPROTO_TCP && fl->proto != IPPROTO_UDP)
 		return -EINVAL;
 	if (lf != AF_INET && lf != AF_INET6)
 		return -EINVAL;
+	if (syn && (fl->proto != IPPROTO_TCP || fl->remote.family))
+		return -EINVAL;
+	memset(key, 0, KEY_MAX);
+	len = key_put(key, 0, &fl->proto, 1);
 	if (fl->remote.family) {
+		int rf = sm_flow_family(&fl->remote);
 		const uint8_t *ra;
+		uint16_t rp = htons(fl->remote.port);
 
-		rf = sm_flow_family(&fl->remote);
 		if (rf != lf)
 			return -EINVAL;
 		ra = rf == AF_INET && fl->remote.family == AF_INET6 ? fl->remote.addr + 12 : fl->remote.addr;
 		k = lf == AF_INET ? SET_C4 : SET_C6;
-		if (print) {
-			fprintf(f, "%u . ", fl->proto);
-			put_addr(f, lf, la);
-			fprintf(f, " . %u . ", fl->local.port);
-			put_addr(f, rf, ra);
-			fprintf(f, " . %u", fl->remote.port);
-		}
+		len = key_put(key, len, la, alen);
+		len = key_put(key, len, &lp, 2);
+		len = key_put(key, len, ra, alen);
+		len = key_put(key, len, &rp, 2);
 	} else if (sm_addr_is_any(&fl->local)) {
-		k = SET_P;
-		if (print)
-			fprintf(f, "%u . %u", fl->proto, fl->local.port);
+		k = syn ? SET_SP : SET_P;
+		len = key_put(key, len, &lp, 2);
 	} else {
-		k = lf == AF_INET ? SET_L4 : SET_L6;
-		if (print) {
-			fprintf(f, "%u . ", fl->proto);
-			put_addr(f, lf, la);
-			fprintf(f, " . %u", fl->local.port);
-		}
+		k = lf == AF_INET ? (syn ? SET_S4 : SET_L4) : (syn ? SET_S6 : SET_L6);
+		len = key_put(key, len, la, alen);
+		len = key_put(key, len, &lp, 2);
 	}
 	*ret_kind = k;
+	*ret_len = len;
 	return 0;
 }
 
-/* verb "create" (fails on a duplicate) or "delete" (fails on a missing one). */
-static int flows_update(struct sockmig_flowlock *l, const struct sockmig_flow *flows, size_t n, const char *verb)
+/* Where each flow's element went in the batch, to name the flow the kernel
+ * refused. */
+struct elem_pos {
+	uint32_t seq;
+	uint32_t off;
+};
+
+/* Add (create: -EEXIST on a duplicate) or delete (-ENOENT on a missing one)
+ * the flows' elements, in one batch: a NEWSETELEM / DELSETELEM message per
+ * set and per 60 KB of elements. */
+static int flows_update(struct sockmig_flowlock *l, const struct sockmig_flow *flows, size_t n, bool add, bool syn)
 {
-	size_t count[SET_N] = { 0 };
-	char *cmds = NULL, what[160];
-	size_t cmds_len = 0, i;
-	enum set_kind k;
-	FILE *f;
+	const char *verb = add ? (syn ? "freeze connection attempts to" : "freeze")
+			       : (syn ? "thaw connection attempts to" : "thaw");
+	_cleanup_free_ uint8_t *buf = NULL;
+	_cleanup_free_ struct elem_pos *pos = NULL;
+	_cleanup_free_ uint8_t *kinds = NULL;
+	size_t count[SET_N] = { 0 }, len, cap, i, n_msgs_max;
+	uint32_t seq0, n_msgs = 0, bad_seq = 0, bad_offs = 0;
+	uint8_t key[KEY_MAX];
+	char s[128];
 	int r;
 
 	if (!n)
 		return 0;
+	kinds = malloc(n);
+	pos = calloc(n, sizeof(*pos));
+	if (!kinds || !pos)
+		return sm_fail(-ENOMEM, "cannot allocate the nftables batch for %zu flows", n);
 	for (i = 0; i < n; i++) {
-		if (flow_element(&flows[i], NULL, &k, false) < 0) {
-			char s[128];
-			return sm_fail(-EINVAL, "cannot %s flow %s: not a TCP or UDP flow with addresses of one family",
-				       *verb == 'c' ? "freeze" : "thaw", sockmig_flow_str(&flows[i], s, sizeof(s)));
-		}
+		enum set_kind k;
+		size_t klen;
+
+		if (flow_key(&flows[i], syn, &k, key, &klen) < 0)
+			return sm_fail(-EINVAL, "cannot %s flow %s: %s", verb, sockmig_flow_str(&flows[i], s, sizeof(s)),
+				       syn ? "not a TCP listener (remote address set, or not TCP)"
+					   : "not a TCP or UDP flow with addresses of one family");
+		kinds[i] = (uint8_t)k;
 		count[k]++;
 	}
-	f = open_memstream(&cmds, &cmds_len);
-	if (!f)
-		return sm_fail(-ENOMEM, "cannot build the nftables commands for %zu flows", n);
-	for (int s = 0; s < SET_N; s++) {
-		bool first = true;
+	/* Per element at most 3 attribute headers and the key; per message
+	 * the headers and names; begin and end. */
+	n_msgs_max = SET_N + n * (12 + KEY_MAX) / (ELEMS_MSG_MAX - 12 - KEY_MAX) + 1;
+	cap = n * (12 + KEY_MAX) + (n_msgs_max + 2) * 128;
+	buf = malloc(cap);
+	if (!buf)
+		return sm_fail(-ENOMEM, "cannot allocate the nftables batch for %zu flows", n);
 
-		if (!count[s])
+	seq0 = l->seq;
+	len = batch_begin(buf, seq0);
+	for (int k = 0; k < SET_N; k++) {
+		struct nlmsghdr *nlh = NULL;
+		struct nlattr *list = NULL;
+		char set[48];
+
+		if (!count[k])
 			continue;
-		fprintf(f, "%s element inet %s %s_%s { ", verb, TABLE, l->tag, set_suffix[s]);
+		snprintf(set, sizeof(set), "%s_%s", l->tag, set_suffix[k]);
 		for (i = 0; i < n; i++) {
-			(void)flow_element(&flows[i], NULL, &k, false);
-			if ((int)k != s)
+			struct nlattr *el, *kn;
+			size_t klen;
+			enum set_kind kk;
+
+			if (kinds[i] != k)
 				continue;
-			if (!first)
-				fputs(", ", f);
-			first = false;
-			(void)flow_element(&flows[i], f, &k, true);
+			if (nlh && (uint8_t *)mnl_nlmsg_get_payload_tail(nlh) - (uint8_t *)list > ELEMS_MSG_MAX) {
+				mnl_attr_nest_end(nlh, list);
+				len += nlh->nlmsg_len;
+				nlh = NULL;
+			}
+			if (!nlh) {
+				n_msgs++;
+				nlh = msg_put(buf + len,
+					      (NFNL_SUBSYS_NFTABLES << 8) | (add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM),
+					      NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq0 + n_msgs,
+					      NFPROTO_INET, 0);
+				mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, TABLE);
+				mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, set);
+				list = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
+			}
+			(void)flow_key(&flows[i], syn, &kk, key, &klen);
+			pos[i].seq = seq0 + n_msgs;
+			pos[i].off = (uint32_t)((uint8_t *)mnl_nlmsg_get_payload_tail(nlh) - (uint8_t *)nlh);
+			el = mnl_attr_nest_start(nlh, NFTA_LIST_ELEM);
+			kn = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_KEY);
+			mnl_attr_put(nlh, NFTA_DATA_VALUE, klen, key);
+			mnl_attr_nest_end(nlh, kn);
+			mnl_attr_nest_end(nlh, el);
 		}
-		fputs(" }\n", f);
+		mnl_attr_nest_end(nlh, list);
+		len += nlh->nlmsg_len;
 	}
-	if (fclose(f) != 0 || !cmds)
-		return sm_fail(-ENOMEM, "cannot build the nftables commands for %zu flows", n);
-	if (n == 1) {
-		char s[128];
-		snprintf(what, sizeof(what), "%s flow %s", *verb == 'c' ? "freeze" : "thaw",
-			 sockmig_flow_str(&flows[0], s, sizeof(s)));
-	} else {
-		snprintf(what, sizeof(what), "%s %zu flows", *verb == 'c' ? "freeze" : "thaw", n);
-	}
-	r = nft_run(l, cmds, what);
-	free(cmds);
-	return r;
+	len += batch_end(buf + len, seq0 + n_msgs + 1);
+	l->seq += n_msgs + 2;
+
+	r = batch_send(l, buf, len, seq0, n_msgs, &bad_seq, &bad_offs);
+	if (r == 0)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (bad_offs && pos[i].seq == bad_seq && pos[i].off == bad_offs)
+			return sm_fail(r, "cannot %s flow %s in nftables table inet %s: %s", verb,
+				       sockmig_flow_str(&flows[i], s, sizeof(s)), TABLE,
+				       r == -EEXIST ? "already frozen by this lock"
+				       : r == -ENOENT ? "not frozen by this lock"
+						      : strerror(-r));
+	if (n == 1)
+		return sm_fail(r, "cannot %s flow %s in nftables table inet %s: %s", verb,
+			       sockmig_flow_str(&flows[0], s, sizeof(s)), TABLE, strerror(-r));
+	return sm_fail(r, "cannot %s %zu flows in nftables table inet %s: %s", verb, n, TABLE, strerror(-r));
 }
 
 int sockmig_flow_freeze(struct sockmig_flowlock *l, const struct sockmig_flow *flows, size_t n)
 {
-	return flows_update(l, flows, n, "create");
+	return flows_update(l, flows, n, true, false);
 }
 
 int sockmig_flow_thaw(struct sockmig_flowlock *l, const struct sockmig_flow *flows, size_t n)
 {
-	return flows_update(l, flows, n, "delete");
+	return flows_update(l, flows, n, false, false);
+}
+
+int sockmig_flow_freeze_syn(struct sockmig_flowlock *l, const struct sockmig_flow *listeners, size_t n)
+{
+	return flows_update(l, listeners, n, true, true);
+}
+
+int sockmig_flow_thaw_syn(struct sockmig_flowlock *l, const struct sockmig_flow *listeners, size_t n)
+{
+	return flows_update(l, listeners, n, false, true);
 }

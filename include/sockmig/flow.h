@@ -67,6 +67,24 @@ struct sockmig_flow {
  *   ... sockets created in repair mode; sockmig_addr_add() ...
  *   sm_flow_capture_decode() per section; sockmig_flow_replay(fc, n);
  *   ... repair off; sockmig_addr_announce(); sockmig_flowlock_free(lock).
+ *
+ * On D with SOCKMIG_FLOWLOCK_CAPTURE | SOCKMIG_FLOWLOCK_PASS_LOCAL (and a
+ * capture of D's own), packets that reach D from the wire while the lock
+ * holds (after the address was announced, before the sockets are live) are
+ * captured there too; replay S's capture first, then D's:
+ *
+ *   sockmig_capture_open(&dcap);
+ *   sockmig_flowlock_new(SOCKMIG_FLOWLOCK_CAPTURE | SOCKMIG_FLOWLOCK_PASS_LOCAL, dcap, &lock);
+ *   sockmig_flow_freeze(lock, flows, n);
+ *   ... sockets; sockmig_addr_take(); sockmig_flow_replay(S's fc, n) ...
+ *   sockmig_capture_collect(dcap, flows, n, &dfc); sockmig_flow_replay(dfc, n);
+ *   sockmig_flowlock_free(lock);
+ *   sockmig_capture_collect(dcap, ...) once more: a packet that arrived
+ *   between the last collect and the free is in the capture; replay it
+ *   (the socket is live by then, so for TCP this is a late duplicate that
+ *   the peer retransmits anyway, and for UDP it must not be lost).
+ *
+ * The replay travels through "lo", which the lock lets pass uncaptured.
  */
 
 struct sockmig_flowlock;
@@ -94,6 +112,37 @@ void sockmig_flowlock_free(struct sockmig_flowlock *lock);
  * and changes nothing. */
 int sockmig_flow_freeze(struct sockmig_flowlock *lock, const struct sockmig_flow *flows, size_t n);
 int sockmig_flow_thaw(struct sockmig_flowlock *lock, const struct sockmig_flow *flows, size_t n);
+
+/*
+ * Listeners: freeze connection attempts only. While the job still runs and
+ * drains its accept queue, a listener's new connection attempts (inbound
+ * TCP segments with SYN set and ACK clear to its local address and port;
+ * any local address if it is the wildcard) are dropped, and with
+ * SOCKMIG_FLOWLOCK_CAPTURE copied to the capture, where collect sorts them
+ * to the listener flow. Everything else on the port passes: segments of
+ * established connections, the final ACKs of handshakes already begun, and
+ * the listener's SYN-ACKs. The flows must be TCP with remote.family == 0
+ * (-EINVAL otherwise). These are separate from sockmig_flow_freeze(): a
+ * listener may be in both, and each is thawed by its own call. Replayed on
+ * D into the restored listener, a captured SYN makes D answer the peer's
+ * (still retrying) connect.
+ *
+ *   sockmig_flow_freeze_syn(lock, listeners, n);   no new handshakes begin
+ *   sockmig_listener_pending(&listener, &n) until n == 0 (each handshake
+ *                                          begun before completes or dies)
+ *   sockmig_flow_freeze(lock, all_flows, m);      then everything
+ */
+int sockmig_flow_freeze_syn(struct sockmig_flowlock *lock, const struct sockmig_flow *listeners, size_t n);
+int sockmig_flow_thaw_syn(struct sockmig_flowlock *lock, const struct sockmig_flow *listeners, size_t n);
+
+/* Handshakes in progress for a TCP listener: the request sockets in
+ * SYN_RECV (sock_diag) with the listener's local address and port (any
+ * address if it is the wildcard; a wildcard or v4-mapped IPv6 listener
+ * counts IPv4 handshakes too), in the current network namespace. Sockets
+ * cannot tell which listener a request belongs to: two listeners on one
+ * port (SO_REUSEPORT, or an IPv4 and an IPv6-only one) are counted
+ * together. */
+int sockmig_listener_pending(const struct sockmig_flow *listener, uint32_t *ret_synrecv);
 
 /* One captured inbound packet: the IP packet, network header first. */
 struct sockmig_packet {

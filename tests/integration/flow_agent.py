@@ -4,6 +4,10 @@
 # "error ..."). Runs inside a node's network namespace.
 #
 #   tcp_listen ADDR PORT | tcp_accept | tcp_connect ADDR PORT
+#   tcp_accept_none        the listener has no connection to accept
+#   tcp_connect_start ADDR PORT   non-blocking connect; answers the local port
+#   tcp_connect_wait SECS  until that connect completes (the kernel retries
+#                          the SYN meanwhile); error if it fails or times out
 #   send N                 write N bytes on the TCP connection
 #   inq                    bytes waiting in the TCP receive queue (SIOCINQ)
 #   recv_exact N SECS      read exactly N bytes (bounded wait)
@@ -88,6 +92,28 @@ for line in sys.stdin:
             tcp_l.settimeout(10)
             tcp, peer = tcp_l.accept()
             out('ok %s %d' % (peer[0], peer[1]))
+        elif c == 'tcp_accept_none':
+            tcp_l.setblocking(False)
+            try:
+                s, peer = tcp_l.accept()
+                s.close()
+                out('error accepted %s %d' % (peer[0], peer[1]))
+            except BlockingIOError:
+                out('ok')
+            tcp_l.setblocking(True)
+        elif c == 'tcp_connect_start':
+            tcp = socket.socket(fam(a[1]), socket.SOCK_STREAM)
+            tcp.setblocking(False)
+            try:
+                tcp.connect((a[1], int(a[2])))
+            except BlockingIOError:
+                pass
+            out('ok %d' % tcp.getsockname()[1])
+        elif c == 'tcp_connect_wait':
+            _, w, _ = select.select([], [tcp], [], float(a[1]))
+            err = tcp.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if w else -1
+            tcp.setblocking(True)
+            out('ok' if err == 0 else 'error connect: %s' % (os.strerror(err) if err > 0 else 'timeout'))
         elif c == 'tcp_connect':
             tcp = socket.create_connection((a[1], int(a[2])), timeout=10)
             out('ok %d' % tcp.getsockname()[1])

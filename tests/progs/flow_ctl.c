@@ -7,12 +7,17 @@
  *         flow PROTO LADDR LPORT RADDR|- RPORT|-   add a flow to the list
  *         gen N PROTO LADDR LPORT RADDR RPORT0      add N flows, RPORT0+i
  *         freeze | thaw                             the whole list, timed
+ *         freeze_syn | thaw_syn                     connection attempts only
+ *                                                   (the list: TCP listeners)
  *         count                                     packets captured so far
  *         wait N SECS                               until N captured (bounded)
  *         collect FILE                              sort to flows, write an image
  *         bench N                                   freeze+thaw the first N flows
+ *         unlock                                    free the lock, keep the capture
  *         quit                                      release everything
  *   flow_ctl replay FILE                            replay an image's packets
+ *   flow_ctl pending ADDR PORT                      "pending N": handshakes in
+ *                                                   SYN_RECV of that listener
  *   flow_ctl addr take|add|announce|release IFNAME ADDR/PLEN
  */
 #include <arpa/inet.h>
@@ -126,6 +131,8 @@ static int cmd_lock(int argc, char **argv)
 			continue;
 		if (!strcmp(a[0], "quit")) {
 			break;
+		} else if (!lock && (strstr(a[0], "freeze") || strstr(a[0], "thaw") || !strcmp(a[0], "bench"))) {
+			printf("error unlocked\n");
 		} else if (!strcmp(a[0], "flow") && n == 6) {
 			r = add_flow(a[1], a[2], a[3], a[4], a[5]);
 			printf(r < 0 ? "error bad flow\n" : "ok %zu\n", n_flows);
@@ -149,6 +156,13 @@ static int cmd_lock(int argc, char **argv)
 				printf("error %s\n", sockmig_error());
 			else
 				printf("ok %s %zu flows in %.3f ms\n", a[0], n_flows, ms_since(t0));
+		} else if (!strcmp(a[0], "freeze_syn") || !strcmp(a[0], "thaw_syn")) {
+			r = a[0][0] == 'f' ? sockmig_flow_freeze_syn(lock, flows, n_flows)
+					   : sockmig_flow_thaw_syn(lock, flows, n_flows);
+			if (r < 0)
+				printf("error %s\n", sockmig_error());
+			else
+				printf("ok %s %zu flows in %.3f ms\n", a[0], n_flows, ms_since(t0));
 		} else if (!strcmp(a[0], "bench") && n == 2) {
 			size_t k = (size_t)atol(a[1]);
 			double f_ms, t_ms;
@@ -164,6 +178,10 @@ static int cmd_lock(int argc, char **argv)
 				printf("error %s\n", sockmig_error());
 			else
 				printf("ok bench %zu flows: freeze %.3f ms, thaw %.3f ms\n", k, f_ms, t_ms);
+		} else if (!strcmp(a[0], "unlock")) {
+			sockmig_flowlock_free(lock);
+			lock = NULL;
+			printf("ok\n");
 		} else if (!strcmp(a[0], "count")) {
 			r = cap ? sockmig_capture_poll(cap) : 0;
 			if (r < 0) {
@@ -282,6 +300,21 @@ static int cmd_replay(const char *path)
 	return 0;
 }
 
+static int cmd_pending(const char *addr, const char *port)
+{
+	struct sockmig_flow f = { .proto = IPPROTO_TCP };
+	uint32_t n;
+
+	if (parse_ep(&f.local, addr, port) < 0)
+		return 2;
+	if (sockmig_listener_pending(&f, &n) < 0) {
+		fprintf(stderr, "flow_ctl: %s\n", sockmig_error());
+		return 1;
+	}
+	printf("pending %u\n", n);
+	return 0;
+}
+
 static int cmd_addr(const char *verb, const char *ifname, const char *spec)
 {
 	char addr[64];
@@ -317,8 +350,10 @@ int main(int argc, char **argv)
 		return cmd_lock(argc - 2, argv + 2);
 	if (argc == 3 && !strcmp(argv[1], "replay"))
 		return cmd_replay(argv[2]);
+	if (argc == 4 && !strcmp(argv[1], "pending"))
+		return cmd_pending(argv[2], argv[3]);
 	if (argc == 5 && !strcmp(argv[1], "addr"))
 		return cmd_addr(argv[2], argv[3], argv[4]);
-	fprintf(stderr, "usage: flow_ctl lock [--capture] [--pass-local] | replay FILE | addr VERB IF ADDR/PLEN\n");
+	fprintf(stderr, "usage: flow_ctl lock [--capture] [--pass-local] | replay FILE | pending ADDR PORT | addr VERB IF ADDR/PLEN\n");
 	return 2;
 }
