@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "flow.h"
 #include "rtnl.h"
@@ -81,19 +82,43 @@ struct arp_pkt {
 	uint8_t sha[6], spa[4], tha[6], tpa[4];
 } __attribute__((packed));
 
+/* Closing a packet socket waits for an RCU grace period (synchronize_net()
+ * in packet_release: 10 to 15 ms measured here), which would sit in the
+ * middle of a move. So the socket is opened once per thread and network
+ * namespace and kept; the kernel closes it when the process ends. */
+static __thread int arp_fd = -1;
+static __thread uint64_t arp_fd_netns;
+
+static int arp_socket(void)
+{
+	struct stat st;
+
+	if (stat("/proc/thread-self/ns/net", &st) < 0)
+		return -errno;
+	if (arp_fd >= 0 && arp_fd_netns == (uint64_t)st.st_ino)
+		return arp_fd;
+	if (arp_fd >= 0)
+		close(arp_fd);
+	/* Protocol 0: this socket sends only and never queues received frames. */
+	arp_fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (arp_fd < 0)
+		return -errno;
+	arp_fd_netns = (uint64_t)st.st_ino;
+	return arp_fd;
+}
+
 static int announce_arp(const char *ifname, unsigned ifindex, const void *addr)
 {
-	_cleanup_close_ int fd = -1;
+	int fd;
 	struct sockaddr_ll sll = { 0 };
 	struct arp_pkt a = { 0 };
 	struct ifreq ifr = { 0 };
 	char s[INET_ADDRSTRLEN];
 
-	/* Protocol 0: this socket sends only and never queues received frames. */
-	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	fd = arp_socket();
 	if (fd < 0)
-		return sm_fail(-errno, "cannot open a packet socket to announce %s: %m",
-			       addr_str(AF_INET, addr, s, sizeof(s)));
+		return sm_fail(fd, "cannot open a packet socket to announce %s: %s",
+			       addr_str(AF_INET, addr, s, sizeof(s)), strerror(-fd));
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
 	if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0)
 		return sm_fail(-errno, "cannot read the MAC address of %s: %m", ifname);
