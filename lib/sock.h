@@ -61,6 +61,11 @@ int sm_sock_image_write_tcp(struct sm_image_writer *w, uint32_t id, const struct
 int sm_sock_image_write_udp(struct sm_image_writer *w, uint32_t id, const struct sockmig_udp_state *st,
 			    const struct sockmig_udp_queue *q);
 
+/* The peer of fd (TCP, in one of states, bound to local_port) by sock_diag,
+ * in fd's own network namespace: for SYN_SENT, where getpeername() fails. */
+int sm_diag_tcp_peer(int fd, int family, uint16_t local_port, uint32_t states,
+		     struct sockmig_endpoint *ret);
+
 /* setsockopt of an int; -errno with the sentence recorded. */
 int sm_setsockopt_int(int fd, int level, int name, int val, const char *what);
 

@@ -14,7 +14,17 @@
 #include "util.h"
 
 #define SOCK_IMAGE_VERSION 1
-#define TCP_ESTABLISHED_STATE 1
+/* States a TCP socket section may carry, and the FIN flags each implies
+ * (sock_tcp.c). */
+#define TCPF(s) (1u << (s))
+#define TCPF_SECTION                                                                               \
+	(TCPF(SOCKMIG_TCP_ESTABLISHED) | TCPF(SOCKMIG_TCP_FIN_WAIT1) | TCPF(SOCKMIG_TCP_FIN_WAIT2) |  \
+	 TCPF(SOCKMIG_TCP_CLOSE_WAIT) | TCPF(SOCKMIG_TCP_LAST_ACK) | TCPF(SOCKMIG_TCP_CLOSING) |      \
+	 TCPF(SOCKMIG_TCP_SYN_SENT))
+#define TCPF_FIN_OUT                                                                               \
+	(TCPF(SOCKMIG_TCP_FIN_WAIT1) | TCPF(SOCKMIG_TCP_FIN_WAIT2) | TCPF(SOCKMIG_TCP_LAST_ACK) |    \
+	 TCPF(SOCKMIG_TCP_CLOSING))
+#define TCPF_FIN_IN (TCPF(SOCKMIG_TCP_CLOSE_WAIT) | TCPF(SOCKMIG_TCP_LAST_ACK) | TCPF(SOCKMIG_TCP_CLOSING))
 #define TCP_MAX_WSCALE 14
 #define UDP_DGRAM_MAX 65535u
 
@@ -229,8 +239,14 @@ int sm_sock_decode_tcp(const uint8_t *data, size_t len, uint64_t image_off, uint
 		why = "bad address family";
 	else if (st.local.family != st.family || st.remote.family != st.family)
 		why = "endpoint families differ from the socket's";
-	else if (st.state != TCP_ESTABLISHED_STATE)
+	else if (st.state >= 32 || !(TCPF(st.state) & TCPF_SECTION))
 		why = "unsupported TCP state";
+	else if (!!(st.flags & SOCKMIG_TCP_FIN_OUT) != !!(TCPF(st.state) & TCPF_FIN_OUT) ||
+		 !!(st.flags & SOCKMIG_TCP_FIN_IN) != !!(TCPF(st.state) & TCPF_FIN_IN) ||
+		 !!(st.flags & SOCKMIG_TCP_FIN_OUT_ACKED) != (st.state == SOCKMIG_TCP_FIN_WAIT2))
+		why = "FIN flags disagree with the TCP state";
+	else if (st.state == SOCKMIG_TCP_SYN_SENT && (sl || rl))
+		why = "SYN_SENT socket with queued data";
 	else if (st.snd_wscale > TCP_MAX_WSCALE || st.rcv_wscale > TCP_MAX_WSCALE)
 		why = "window scale above 14";
 	else if (sl > UINT32_MAX || rl > UINT32_MAX)

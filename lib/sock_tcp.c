@@ -21,9 +21,23 @@
 #include <sys/socket.h>
 
 #include "sock.h"
+#include "sockmig/flow.h"
 #include "util.h"
 
-#define TCP_ESTABLISHED 1 /* include/net/tcp_states.h */
+#define TCP_ESTABLISHED SOCKMIG_TCP_ESTABLISHED
+
+#define TCPF(s) (1u << (s))
+/* States with an fd that save/restore handle (a close()d socket is an
+ * orphan, out of any fd table: FIN states are reached with shutdown()). */
+#define TCPF_MIGRATABLE                                                                            \
+	(TCPF(SOCKMIG_TCP_ESTABLISHED) | TCPF(SOCKMIG_TCP_FIN_WAIT1) | TCPF(SOCKMIG_TCP_FIN_WAIT2) |  \
+	 TCPF(SOCKMIG_TCP_CLOSE_WAIT) | TCPF(SOCKMIG_TCP_LAST_ACK) | TCPF(SOCKMIG_TCP_CLOSING))
+/* Our FIN is in the stream (we shut down the write side)... */
+#define TCPF_FIN_OUT                                                                               \
+	(TCPF(SOCKMIG_TCP_FIN_WAIT1) | TCPF(SOCKMIG_TCP_FIN_WAIT2) | TCPF(SOCKMIG_TCP_LAST_ACK) |    \
+	 TCPF(SOCKMIG_TCP_CLOSING))
+/* ... the peer's FIN was received. */
+#define TCPF_FIN_IN (TCPF(SOCKMIG_TCP_CLOSE_WAIT) | TCPF(SOCKMIG_TCP_LAST_ACK) | TCPF(SOCKMIG_TCP_CLOSING))
 
 /* TCP_REPAIR_OPTIONS codes (TCPOPT_* of the wire). */
 #define OPT_MSS 2
@@ -91,8 +105,9 @@ int sockmig_tcp_save(int fd, struct sockmig_tcp_state *ret)
 	memset(&ti, 0, sizeof(ti));
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
 		return tcp_fail(fd, "cannot read TCP_INFO");
-	if (ti.tcpi_state != TCP_ESTABLISHED)
-		return sm_fail(-EOPNOTSUPP, "TCP socket fd %d: state %u is not migratable yet (only ESTABLISHED)",
+	if (ti.tcpi_state >= 32 || !(TCPF(ti.tcpi_state) & (TCPF_MIGRATABLE | TCPF(SOCKMIG_TCP_SYN_SENT))))
+		return sm_fail(-EOPNOTSUPP, "TCP socket fd %d: state %u is not migratable by sockmig_tcp_save() "
+			       "(listeners: sockmig_tcp_listener_save)",
 			       fd, ti.tcpi_state);
 	st.state = ti.tcpi_state;
 	st.opts = ti.tcpi_options & (SOCKMIG_TCPOPT_TIMESTAMPS | SOCKMIG_TCPOPT_SACK | SOCKMIG_TCPOPT_WSCALE);
@@ -108,9 +123,16 @@ int sockmig_tcp_save(int fd, struct sockmig_tcp_state *ret)
 		return r;
 
 	len = sizeof(ss);
-	if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+	if (st.state == SOCKMIG_TCP_SYN_SENT) {
+		/* getpeername() says ENOTCONN until the handshake is done */
+		r = sm_diag_tcp_peer(fd, st.family, st.local.port, TCPF(SOCKMIG_TCP_SYN_SENT), &st.remote);
+		if (r < 0)
+			return r;
+	} else if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0) {
 		return tcp_fail(fd, "cannot read the remote address");
-	sm_sockaddr_to_ep(&ss, &st.remote);
+	} else {
+		sm_sockaddr_to_ep(&ss, &st.remote);
+	}
 
 	if (ioctl(fd, SIOCOUTQ, &n) < 0)
 		return tcp_fail(fd, "cannot read the send queue size (SIOCOUTQ)");
@@ -134,6 +156,35 @@ int sockmig_tcp_save(int fd, struct sockmig_tcp_state *ret)
 	r = get_u32(fd, TCP_QUEUE_SEQ, &st.snd_seq, "cannot read the send sequence number");
 	if (r < 0)
 		return r;
+
+	/*
+	 * FINs take one sequence number each but are not data: take them out
+	 * of the numbers and keep them as flags.
+	 *
+	 *   send:  write_seq counts our FIN; SIOCOUTQ (write_seq - snd_una)
+	 *          counts it until it is acked; tcpi_notsent_bytes
+	 *          (write_seq - snd_nxt) counts it until it is sent.
+	 *   recv:  rcv_nxt counts the peer's FIN; SIOCINQ does not (tcp_inq).
+	 */
+	if (TCPF(st.state) & TCPF_FIN_OUT) {
+		st.flags |= SOCKMIG_TCP_FIN_OUT;
+		st.snd_seq--;
+		if (st.state == SOCKMIG_TCP_FIN_WAIT2)
+			st.flags |= SOCKMIG_TCP_FIN_OUT_ACKED | SOCKMIG_TCP_FIN_OUT_SENT;
+		else if (st.sndq_len)
+			st.sndq_len--;
+		if (st.sndq_unsent)
+			st.sndq_unsent--;
+		else
+			st.flags |= SOCKMIG_TCP_FIN_OUT_SENT;
+	}
+	/* SYN_SENT: write_seq is ISN + 1 (the SYN), both queues empty. */
+	if (st.state == SOCKMIG_TCP_SYN_SENT)
+		st.snd_seq--;
+	if (TCPF(st.state) & TCPF_FIN_IN) {
+		st.flags |= SOCKMIG_TCP_FIN_IN;
+		st.rcv_seq--;
+	}
 	st.snd_una = st.snd_seq - st.sndq_len;
 
 	len = sizeof(win);
@@ -220,8 +271,14 @@ static int restore_check(const struct sockmig_tcp_state *st, const void *sndq, c
 		return sm_fail(-EAFNOSUPPORT, "TCP state: address family %u is not supported", st->family);
 	if (st->local.family != st->family || st->remote.family != st->family)
 		return sm_fail(-EINVAL, "TCP state: endpoint families do not match the socket's");
-	if (st->state != TCP_ESTABLISHED)
-		return sm_fail(-EOPNOTSUPP, "TCP state: state %u cannot be restored yet", st->state);
+	if (st->state >= 32 || !(TCPF(st->state) & (TCPF_MIGRATABLE | TCPF(SOCKMIG_TCP_SYN_SENT))))
+		return sm_fail(-EOPNOTSUPP, "TCP state: state %u cannot be restored by sockmig_tcp_restore()",
+			       st->state);
+	if (st->state == SOCKMIG_TCP_SYN_SENT && (st->sndq_len || st->rcvq_len))
+		return sm_fail(-EINVAL, "TCP state: a SYN_SENT socket with queued data");
+	if (!!(st->flags & SOCKMIG_TCP_FIN_OUT) != !!(TCPF(st->state) & TCPF_FIN_OUT) ||
+	    !!(st->flags & SOCKMIG_TCP_FIN_IN) != !!(TCPF(st->state) & TCPF_FIN_IN))
+		return sm_fail(-EINVAL, "TCP state: FIN flags 0x%x disagree with state %u", st->flags, st->state);
 	if ((st->sndq_len && !sndq) || (st->rcvq_len && !rcvq))
 		return sm_fail(-EINVAL, "TCP state: a non-empty queue has no data");
 	if (st->snd_seq - st->snd_una != st->sndq_len)
@@ -229,7 +286,7 @@ static int restore_check(const struct sockmig_tcp_state *st, const void *sndq, c
 			       st->sndq_len, st->snd_una, st->snd_seq);
 	/* Unsigned distance from the saved snd_una: an ACK older than it, or
 	 * one beyond what was ever written, wraps to a huge value. */
-	if (snd_una - st->snd_una > st->sndq_len)
+	if (snd_una - st->snd_una > st->sndq_len + !!(st->flags & SOCKMIG_TCP_FIN_OUT))
 		return sm_fail(-ERANGE, "TCP state: snd_una %u is outside the send queue %u..%u",
 			       snd_una, st->snd_una, st->snd_seq);
 	return 0;
@@ -249,13 +306,19 @@ int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, co
 	const struct sockmig_sock_opts *o = &st->sockopts;
 	struct sockaddr_storage ss;
 	struct tcp_repair_opt ropts[4];
-	uint32_t trim = snd_una - st->snd_una, unacked = st->sndq_len - trim;
+	uint32_t trim, unacked;
 	char ep[64];
 	int r, salen, nopts = 0;
 
 	r = restore_check(st, sndq, rcvq, snd_una);
 	if (r < 0)
 		return r;
+	/* An ACK of our FIN (captured during the freeze) acks all the data;
+	 * the FIN itself comes back in resume. */
+	if (snd_una - st->snd_una > st->sndq_len)
+		snd_una = st->snd_seq;
+	trim = snd_una - st->snd_una;
+	unacked = st->sndq_len - trim;
 
 	fd = socket(st->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
 	if (fd < 0)
@@ -300,6 +363,22 @@ int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, co
 	if (bind(fd, (struct sockaddr *)&ss, (socklen_t)salen) < 0)
 		return sm_fail(-errno, "cannot bind the restored TCP socket to %s: %s",
 			       sm_ep_str(&st->local, ep, sizeof(ep)), strerror(errno));
+
+	/* SYN_SENT: bound, the ISN in write_seq, not connected; resume sends
+	 * the SYN again with the same ISN (see syn_resume). */
+	if (st->state == SOCKMIG_TCP_SYN_SENT) {
+		r = set_int(fd, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "cannot select the send queue");
+		if (r < 0)
+			return r;
+		r = set_int(fd, TCP_QUEUE_SEQ, (int)st->snd_seq, "cannot set the initial sequence number");
+		if (r < 0)
+			return r;
+		r = sm_sock_opts_restore_late(fd, st->family, IPPROTO_TCP, o);
+		if (r < 0)
+			return r;
+		*ret_fd = sm_take_fd(&fd);
+		return 0;
+	}
 
 	/*
 	 * Sequence numbers. connect() in repair mode takes snd_una = snd_nxt =
@@ -435,6 +514,14 @@ int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, co
 			.rcv_wup = st->rcv_wup,
 		};
 
+		/* The peer's FIN comes back in resume: until then rcv_nxt is
+		 * rcv_seq, and the kernel wants rcv_wup <= rcv_nxt. The window's
+		 * right edge stays where it was. */
+		if ((int32_t)(win.rcv_wup - st->rcv_seq) > 0) {
+			win.rcv_wnd += win.rcv_wup - st->rcv_seq;
+			win.rcv_wup = st->rcv_seq;
+		}
+
 		if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, sizeof(win)) < 0)
 			return tcp_fail(fd, "cannot restore the windows (TCP_REPAIR_WINDOW)");
 	}
@@ -451,6 +538,217 @@ static int reuseaddr_back(int fd, const struct sockmig_tcp_state *st)
 	return sm_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
 }
 
+/* ---- half-closed connections: the FINs come back after repair mode ---- */
+
+/*
+ * A segment from the peer to the restored socket, made here: the peer's FIN
+ * (FIN_IN) or its ACK of our FIN (FIN_WAIT2). Nothing but a segment makes
+ * the kernel run tcp_fin() or the FIN_WAIT1 -> FIN_WAIT2 transition. It goes
+ * through a raw socket to st->local, which this node owns by resume time, so
+ * it loops through "lo" and takes the normal receive path (a flow lock with
+ * SOCKMIG_FLOWLOCK_PASS_LOCAL lets it through, as it does the replay).
+ * No TCP options: Linux accepts a segment without a timestamp.
+ */
+static int inject_segment(const struct sockmig_tcp_state *st, uint32_t seq, uint32_t ack, uint8_t flags)
+{
+	_cleanup_close_ int rfd = -1;
+	struct sockmig_endpoint src, dst;
+	struct sockaddr_storage ss;
+	uint8_t pkt[60] = { 0 }, *tcp;
+	uint32_t win = st->snd_wnd >> st->snd_wscale;
+	size_t len;
+	int salen, r;
+
+	sm_ep_wire(&st->remote, &src);
+	sm_ep_wire(&st->local, &dst);
+	if (src.family == AF_INET) {
+		len = 40;
+		pkt[0] = 0x45;
+		pkt[3] = (uint8_t)len;
+		pkt[6] = 0x40; /* DF */
+		pkt[8] = 64;
+		pkt[9] = IPPROTO_TCP;
+		memcpy(pkt + 12, src.addr, 4);
+		memcpy(pkt + 16, dst.addr, 4);
+		tcp = pkt + 20;
+	} else {
+		len = 60;
+		pkt[0] = 0x60;
+		pkt[5] = 20;
+		pkt[6] = IPPROTO_TCP;
+		pkt[7] = 64;
+		memcpy(pkt + 8, src.addr, 16);
+		memcpy(pkt + 24, dst.addr, 16);
+		tcp = pkt + 40;
+	}
+	tcp[0] = (uint8_t)(src.port >> 8);
+	tcp[1] = (uint8_t)src.port;
+	tcp[2] = (uint8_t)(dst.port >> 8);
+	tcp[3] = (uint8_t)dst.port;
+	for (int i = 0; i < 4; i++) {
+		tcp[4 + i] = (uint8_t)(seq >> (24 - 8 * i));
+		tcp[8 + i] = (uint8_t)(ack >> (24 - 8 * i));
+	}
+	tcp[12] = 5 << 4;
+	tcp[13] = flags;
+	if (win > 0xffff)
+		win = 0xffff;
+	tcp[14] = (uint8_t)(win >> 8);
+	tcp[15] = (uint8_t)win;
+	r = sockmig_packet_fix_checksums(pkt, len);
+	if (r < 0)
+		return r;
+
+	rfd = socket(src.family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	if (rfd < 0)
+		return tcp_fail(rfd, "cannot open a raw socket to restore a FIN");
+	dst.port = 0;
+	salen = sm_ep_to_sockaddr(&dst, &ss);
+	/* Local delivery runs in the softirq that sendto's local_bh_enable()
+	 * triggers: the segment is processed when sendto returns. */
+	if (sendto(rfd, pkt, len, 0, (struct sockaddr *)&ss, (socklen_t)salen) < 0)
+		return sm_fail(-errno, "cannot inject the peer's %s to the restored socket (is its address local yet?): %s",
+			       flags & 0x01 ? "FIN" : "ACK", strerror(errno));
+	return 0;
+}
+
+static int read_state(int fd, uint8_t *ret)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+		return tcp_fail(fd, "cannot read TCP_INFO");
+	*ret = ti.tcpi_state;
+	return 0;
+}
+
+/* First unacknowledged sequence number now: write_seq - SIOCOUTQ, where
+ * write_seq is the data's end plus our FIN once it is queued. */
+static int cur_snd_una(int fd, const struct sockmig_tcp_state *st, int fin_queued, uint32_t *ret)
+{
+	int n;
+
+	if (ioctl(fd, SIOCOUTQ, &n) < 0)
+		return tcp_fail(fd, "cannot read the send queue size (SIOCOUTQ)");
+	*ret = st->snd_seq + (fin_queued ? 1 : 0) - (uint32_t)n;
+	return 0;
+}
+
+static int peer_fin(int fd, const struct sockmig_tcp_state *st, int fin_queued)
+{
+	uint32_t una = 0;
+	uint8_t state = 0;
+	int r;
+
+	r = cur_snd_una(fd, st, fin_queued, &una);
+	if (r < 0)
+		return r;
+	r = inject_segment(st, st->rcv_seq, una, 0x11 /* FIN|ACK */);
+	if (r < 0)
+		return r;
+	r = read_state(fd, &state);
+	if (r < 0)
+		return r;
+	/* CLOSE_WAIT or CLOSING; or already past them if the peer's real ACK
+	 * of our FIN came first (FIN_WAIT2 + FIN = TIME_WAIT, i.e. CLOSE for a
+	 * socket with an fd). */
+	if (!(TCPF(state) & (TCPF(SOCKMIG_TCP_CLOSE_WAIT) | TCPF(SOCKMIG_TCP_CLOSING) |
+			     TCPF(SOCKMIG_TCP_CLOSE))))
+		return sm_fail(-EPROTO, "TCP socket fd %d: the restored peer's FIN was not taken (state %u)",
+			       fd, state);
+	return 0;
+}
+
+static int our_fin(int fd)
+{
+	if (shutdown(fd, SHUT_WR) < 0)
+		return tcp_fail(fd, "cannot queue our FIN again (shutdown)");
+	return 0;
+}
+
+/*
+ * The FINs come back once the socket is out of repair mode, as ESTABLISHED:
+ * TCP_REPAIR_OFF sends its window probe only in ESTABLISHED (tcp_send_window_probe),
+ * and without the peer's answer the restored queue waits for an RTO or the
+ * persist timer. Then, in the order they happened:
+ *
+ *   FIN_WAIT1   shutdown: our FIN goes out after the data (again, if it had
+ *               left S: the peer drops the duplicate and ACKs it)
+ *   FIN_WAIT2   shutdown, then the peer's ACK of it, made here
+ *   CLOSING     shutdown, then the peer's FIN, made here
+ *   CLOSE_WAIT  the peer's FIN, made here
+ *   LAST_ACK    the peer's FIN, then shutdown
+ */
+static int fins_back(int fd, const struct sockmig_tcp_state *st)
+{
+	int r = 0;
+
+	switch (st->state) {
+	case SOCKMIG_TCP_FIN_WAIT1:
+		return our_fin(fd);
+	case SOCKMIG_TCP_FIN_WAIT2:
+		r = our_fin(fd);
+		if (r < 0)
+			return r;
+		/* The FIN left at once (the queue is empty); if a closed window
+		 * kept it, this ACK is "of unsent data" and dropped, and the
+		 * peer's own ACK finishes the job. */
+		return inject_segment(st, st->rcv_seq, st->snd_seq + 1, 0x10 /* ACK */);
+	case SOCKMIG_TCP_CLOSING:
+		r = our_fin(fd);
+		if (r < 0)
+			return r;
+		return peer_fin(fd, st, 1);
+	case SOCKMIG_TCP_CLOSE_WAIT:
+		return peer_fin(fd, st, 0);
+	case SOCKMIG_TCP_LAST_ACK:
+		r = peer_fin(fd, st, 0);
+		if (r < 0)
+			return r;
+		return our_fin(fd);
+	}
+	return 0;
+}
+
+/*
+ * SYN_SENT: connect() again, out of repair mode, from the same port with the
+ * same ISN (tcp_v4_connect/tcp_v6_connect keep a write_seq set beforehand).
+ * To the peer this SYN is a retransmission of the one S sent: a peer that
+ * never saw it (the usual case: the freeze dropped it, or its SYN-ACK) just
+ * answers it; a peer holding a request for it re-sends its SYN-ACK. A new
+ * ISN would instead make such a peer answer with an ACK for the old one,
+ * which we would reset. Known limit: connect() draws a new timestamp offset
+ * (only a repair-mode connect keeps it, and that one sends no SYN), so a
+ * SYN-ACK echoing the old SYN's timestamp fails our PAWS check
+ * (PAWSActiveRejected): the SYN is retransmitted after 1 s and then succeeds.
+ * Done here, not in restore: the SYN must leave once the address is ours
+ * and the flow open, not into the freeze's drop rule (1 s retransmit).
+ */
+static int syn_resume(int fd, const struct sockmig_tcp_state *st)
+{
+	struct sockaddr_storage ss;
+	char ep[64];
+	int r, fl, salen;
+
+	r = set_int(fd, TCP_REPAIR, TCP_REPAIR_OFF, "cannot leave repair mode");
+	if (r < 0)
+		return r;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return tcp_fail(fd, "cannot read the file status flags");
+	if (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return tcp_fail(fd, "cannot make the socket non-blocking for connect()");
+	salen = sm_ep_to_sockaddr(&st->remote, &ss);
+	r = connect(fd, (struct sockaddr *)&ss, (socklen_t)salen) < 0 && errno != EINPROGRESS ? -errno : 0;
+	if (!(fl & O_NONBLOCK))
+		fcntl(fd, F_SETFL, fl);
+	if (r < 0)
+		return sm_fail(r, "cannot send the SYN of the restored TCP socket to %s again: %s",
+			       sm_ep_str(&st->remote, ep, sizeof(ep)), strerror(-r));
+	return reuseaddr_back(fd, st);
+}
+
 int sockmig_tcp_resume(int fd, const struct sockmig_tcp_state *st)
 {
 	int r;
@@ -464,10 +762,15 @@ int sockmig_tcp_resume(int fd, const struct sockmig_tcp_state *st)
 	}
 	/* TCP_REPAIR_OFF sends a window probe (an ACK for snd_una - 1): the
 	 * peer answers at once with its window, and that ACK sends the queue. */
+	if (st->state == SOCKMIG_TCP_SYN_SENT)
+		return syn_resume(fd, st);
 	r = set_int(fd, TCP_REPAIR, TCP_REPAIR_OFF, "cannot leave repair mode");
 	if (r < 0)
 		return r;
-	return reuseaddr_back(fd, st);
+	r = reuseaddr_back(fd, st);
+	if (r < 0)
+		return r;
+	return fins_back(fd, st);
 }
 
 int sockmig_tcp_repair_off(int fd, const struct sockmig_tcp_state *st)

@@ -151,6 +151,33 @@ struct sockmig_sock_opts {
 enum {
 	SOCKMIG_TCP_HAS_TIMESTAMP = 1u << 0, /* timestamps negotiated: ts_now valid */
 	SOCKMIG_TCP_HAS_WINDOW    = 1u << 1, /* TCP_REPAIR_WINDOW read */
+	/* Half-closed connections (the FINs are not counted in the queues nor
+	 * in snd_seq / rcv_seq, which describe data only):
+	 *   FIN_OUT       we shut down our write side: our FIN is at snd_seq
+	 *   FIN_OUT_SENT  ... and it was transmitted (snd_nxt = snd_seq + 1)
+	 *   FIN_OUT_ACKED ... and acknowledged (FIN_WAIT2)
+	 *   FIN_IN        the peer's FIN was received: at rcv_seq, after the
+	 *                 rcvq_len bytes still unread (EOF after them) */
+	SOCKMIG_TCP_FIN_OUT       = 1u << 2,
+	SOCKMIG_TCP_FIN_OUT_SENT  = 1u << 3,
+	SOCKMIG_TCP_FIN_OUT_ACKED = 1u << 4,
+	SOCKMIG_TCP_FIN_IN        = 1u << 5,
+};
+
+/* TCP states (include/net/tcp_states.h), as st->state and TCP_INFO carry
+ * them. sockmig_tcp_save() takes ESTABLISHED and the half-closed states
+ * FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, CLOSING; LISTEN and SYN_SENT
+ * have functions of their own (below). */
+enum {
+	SOCKMIG_TCP_ESTABLISHED = 1,
+	SOCKMIG_TCP_SYN_SENT    = 2,
+	SOCKMIG_TCP_FIN_WAIT1   = 4,
+	SOCKMIG_TCP_FIN_WAIT2   = 5,
+	SOCKMIG_TCP_CLOSE       = 7,
+	SOCKMIG_TCP_CLOSE_WAIT  = 8,
+	SOCKMIG_TCP_LAST_ACK    = 9,
+	SOCKMIG_TCP_LISTEN      = 10,
+	SOCKMIG_TCP_CLOSING     = 11,
 };
 
 /* TCPI_OPT_* bits, as TCP_INFO reports them. */
@@ -174,7 +201,7 @@ enum {
 struct sockmig_tcp_state {
 	uint32_t flags;          /* SOCKMIG_TCP_HAS_* */
 	uint8_t family;          /* of the socket: AF_INET or AF_INET6 */
-	uint8_t state;           /* TCP_ESTABLISHED (the only one in this version) */
+	uint8_t state;           /* SOCKMIG_TCP_ESTABLISHED or a half-closed state */
 	uint8_t opts;            /* SOCKMIG_TCPOPT_* negotiated */
 	uint8_t snd_wscale;      /* peer's window scale */
 	uint8_t rcv_wscale;      /* ours */
@@ -200,9 +227,30 @@ struct sockmig_tcp_state {
 	struct sockmig_sock_opts sockopts;
 };
 
-/* Put fd (TCP, ESTABLISHED, its flow blocked) in repair mode and read its
- * state and options into *ret. The socket stays in repair mode, even on
- * failure (the caller decides: discard or repair_off). */
+/* Put fd (TCP, its flow blocked) in repair mode and read its state and
+ * options into *ret. States: ESTABLISHED; the half-closed FIN_WAIT1,
+ * FIN_WAIT2, CLOSE_WAIT, LAST_ACK, CLOSING (FINs kept as SOCKMIG_TCP_FIN_*
+ * flags, out of the sequence numbers); SYN_SENT (snd_seq = the ISN, queues
+ * empty). LISTEN: sockmig_tcp_listener_save(). Others: -EOPNOTSUPP.
+ * The socket stays in repair mode, even on failure (the caller decides:
+ * discard or repair_off).
+ *
+ * Half-closed and SYN_SENT sockets follow the same call sequence; what
+ * differs happens in sockmig_tcp_resume(), which for them needs st->local's
+ * address local on D already and packets from "lo" let through a flow lock
+ * (SOCKMIG_FLOWLOCK_PASS_LOCAL), as the replay does:
+ *   - restore rebuilds them as ESTABLISHED (data only); resume leaves
+ *     repair mode (window probe), then puts the FINs back in the order they
+ *     happened: shutdown(SHUT_WR) for ours, a segment made by us and sent
+ *     through "lo" for the peer's FIN (and for its ACK of ours, FIN_WAIT2).
+ *     Our FIN may go out again: the peer takes it as a duplicate. CLOSING
+ *     may read back as CLOSE at once (the peer's ACK of our FIN came first).
+ *   - SYN_SENT: restore returns a bound, unconnected socket carrying the
+ *     ISN; resume connect()s again (same port, same ISN: a retransmitted
+ *     SYN to the peer). Limit: if the peer already answered the original
+ *     SYN, its SYN-ACK echoes the old timestamp, which we reject once (an
+ *     RST to the half-open request), and the connection completes with the
+ *     SYN retransmitted 1 s later. */
 int sockmig_tcp_save(int fd, struct sockmig_tcp_state *ret);
 
 /* Copy the queues without consuming them. sndq must hold st->sndq_len bytes,
@@ -235,6 +283,49 @@ int sockmig_tcp_discard(int fd);
 
 /* The flow as the packets on the wire carry it (v4-mapped made plain IPv4). */
 void sockmig_tcp_flow(const struct sockmig_tcp_state *st, struct sockmig_flow *ret);
+
+/* ---- TCP listeners ---- */
+
+enum {
+	SOCKMIG_LISTENER_HAS_FASTOPEN = 1u << 0, /* fastopen_qlen read */
+};
+
+struct sockmig_tcp_listener_state {
+	uint32_t flags;          /* SOCKMIG_LISTENER_HAS_* */
+	uint8_t family;
+	uint8_t pad[3];
+	struct sockmig_endpoint local;  /* may be a wildcard */
+	uint32_t backlog;        /* listen() argument as the kernel keeps it */
+	uint32_t acceptq;        /* connections waiting at save (informational:
+				  * they are not carried; drain them first) */
+	uint32_t defer_accept;   /* TCP_DEFER_ACCEPT as read (seconds) */
+	uint32_t fastopen_qlen;  /* TCP_FASTOPEN, 0 = off */
+	struct sockmig_sock_opts sockopts;
+};
+
+/*
+ * Listener call sequence: the accept queue holds connections the kernel has
+ * completed but the application has not accepted; they are not movable.
+ *
+ *   S: sockmig_tcp_listener_queue(fd, &q, NULL) until q == 0, letting the
+ *      application accept (drain) before the freeze; block the flow;
+ *      sockmig_tcp_listener_save(fd, &st); close(fd) at commit (a listener
+ *      with an empty accept queue sends nothing when closed).
+ *   D: sockmig_tcp_listener_restore(&st, &fd2) (bound even before the
+ *      address is local; listening at once), then switch the address.
+ *
+ * SYNs reaching S during the freeze are dropped; the clients retransmit them
+ * (1 s) to D. Half-open requests (SYN_RECV) are not carried: a client whose
+ * final ACK was dropped has a connection the new listener does not know.
+ */
+
+/* Accept queue length and backlog of a listener (TCP_INFO: tcpi_unacked,
+ * tcpi_sacked). Either pointer may be NULL. -EINVAL if fd is not LISTEN. */
+int sockmig_tcp_listener_queue(int fd, uint32_t *ret_acceptq, uint32_t *ret_backlog);
+int sockmig_tcp_listener_save(int fd, struct sockmig_tcp_listener_state *ret);
+/* Socket + options + bind + listen(backlog) in the calling thread's
+ * namespace; O_CLOEXEC, O_NONBLOCK as saved. */
+int sockmig_tcp_listener_restore(const struct sockmig_tcp_listener_state *st, int *ret_fd);
 
 /* ---- UDP ---- */
 
