@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@ static const struct {
 	const char *description;
 } subcommands[] = {
 	{ "lab", lab_main, "Make, use and remove a virtual cluster on this machine" },
+	{ "sockets", sockets_main, "Move the TCP and UDP sockets of a process to another node" },
 };
 
 static void show_usage(FILE *f)
@@ -58,8 +61,25 @@ bool cli_need_root(const char *what)
 	return false;
 }
 
+/* SOCKMIG_DEBUG=1: the library's debug messages on stderr, stamped with the
+ * monotonic clock (shared by every process on the machine, so the two sides
+ * of a move in a lab line up), to see where a move spends its time. */
+static void debug_log(enum sockmig_log_level level, const char *msg, void *userdata)
+{
+	struct timespec ts;
+
+	(void)level;
+	(void)userdata;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	fprintf(stderr, "%s: %5ld.%06ld %s\n", prog_name, (long)(ts.tv_sec % 100000), ts.tv_nsec / 1000, msg);
+}
+
 int main(int argc, char *argv[])
 {
+	const char *debug = getenv("SOCKMIG_DEBUG");
+
+	if (debug && debug[0] && strcmp(debug, "0"))
+		sockmig_set_log(debug_log, SOCKMIG_LOG_DEBUG, NULL);
 	if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		show_usage(argc < 2 ? stderr : stdout);
 		return argc < 2 ? 1 : 0;

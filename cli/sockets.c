@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * sockmig sockets: move the TCP and UDP sockets of a running process to
+ * another node, or snapshot them into an image.
+ *
+ *   on D:  sockmig sockets restore --listen ADDR:PORT [--take-address IFACE] -- CMD ARGS...
+ *   on S:  sockmig sockets save PID [--fd N]... --to ADDR:PORT [--move-address IFACE]
+ *
+ *   sockmig sockets save PID [--fd N]... -o FILE      snapshot; the process keeps its sockets
+ *   sockmig sockets restore FILE [--take-address IFACE] -- CMD ARGS...
+ *   sockmig sockets show FILE [--json]
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "sockmig/sockets.h"
+#include "sockmig/sockmig.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage:\n"
+		"  %1$s sockets save PID [--fd N]... --to ADDR:PORT [--move-address IFACE] [--timeout MS]\n"
+		"  %1$s sockets save PID [--fd N]... -o FILE\n"
+		"  %1$s sockets restore (--listen ADDR:PORT | FILE) [--take-address IFACE] [--timeout MS] -- CMD [ARGS...]\n"
+		"  %1$s sockets show FILE [--json]\n"
+		"\n"
+		"save --to moves the sockets (all TCP and UDP sockets of PID, or the --fd ones)\n"
+		"to the node where 'restore --listen' waits; CMD starts there with them at\n"
+		"their fd numbers. --move-address IFACE moves their addresses along.\n"
+		"save -o writes a snapshot and leaves the process its sockets.\n",
+		prog_name);
+}
+
+/* "198.18.0.2:7000" or "[2001:2::2]:7000" */
+static bool parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *colon = strrchr(s, ':');
+	char *end;
+	long port;
+	size_t hl;
+
+	if (!colon)
+		return false;
+	port = strtol(colon + 1, &end, 10);
+	if (*end || port < 1 || port > 65535 || colon == s)
+		return false;
+	hl = (size_t)(colon - s);
+	if (s[0] == '[') {
+		if (hl < 3 || s[hl - 1] != ']' || hl - 2 >= sizeof(host))
+			return false;
+		memcpy(host, s + 1, hl - 2);
+		host[hl - 2] = '\0';
+	} else {
+		if (hl >= sizeof(host))
+			return false;
+		memcpy(host, s, hl);
+		host[hl] = '\0';
+	}
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+		((struct sockaddr_in *)ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+		*len = sizeof(struct sockaddr_in);
+		return true;
+	}
+	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+		*len = sizeof(struct sockaddr_in6);
+		return true;
+	}
+	return false;
+}
+
+static bool parse_uint(const char *s, unsigned long max, unsigned long *ret)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || !*s || *end || v > max || s[0] == '-')
+		return false;
+	*ret = v;
+	return true;
+}
+
+static void print_stats(FILE *f, const char *what, const struct sockmig_move_stats *st)
+{
+	fprintf(f, "%s %u sockets (%u TCP, %u UDP): frozen %.3f ms, saved in %.3f ms, restored in %.3f ms, "
+		   "%u queued datagrams, %u + %u captured packets replayed\n",
+		what, st->n_tcp + st->n_udp, st->n_tcp, st->n_udp, (double)st->frozen_ns / 1e6,
+		(double)st->save_ns / 1e6, (double)st->restore_ns / 1e6, st->udp_queued, st->captured_src,
+		st->captured_dst);
+}
+
+static int save_main(int argc, char *argv[])
+{
+	static const struct option opts[] = {
+		{ "fd", required_argument, NULL, 'f' },
+		{ "to", required_argument, NULL, 't' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "move-address", required_argument, NULL, 'm' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	struct sockmig_move_opts o = { 0 };
+	struct sockmig_move_stats st = { 0 };
+	const char *to = NULL, *out = NULL;
+	int fds[1024], c, r;
+	size_t n_fds = 0;
+	unsigned long v, pid;
+
+	while ((c = getopt_long(argc, argv, "f:t:o:m:T:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			if (!parse_uint(optarg, INT_MAX, &v)) {
+				cli_err("sockets save: --fd takes an fd number, not '%s'", optarg);
+				return 1;
+			}
+			if (n_fds == sizeof(fds) / sizeof(fds[0])) {
+				cli_err("sockets save: at most %zu --fd", n_fds);
+				return 1;
+			}
+			fds[n_fds++] = (int)v;
+			break;
+		case 't':
+			to = optarg;
+			break;
+		case 'o':
+			out = optarg;
+			break;
+		case 'm':
+			o.ifname = optarg;
+			break;
+		case 'T':
+			if (!parse_uint(optarg, 3600000, &v) || v == 0) {
+				cli_err("sockets save: --timeout takes milliseconds, not '%s'", optarg);
+				return 1;
+			}
+			o.timeout_ms = (unsigned)v;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind + 1 != argc || !parse_uint(argv[optind], INT_MAX, &pid) || pid == 0) {
+		cli_err("sockets save: give one process id%s%s", optind < argc ? ", not " : "",
+			optind < argc ? argv[optind] : "");
+		return 1;
+	}
+	if (!!to == !!out) {
+		cli_err("sockets save: give either --to ADDR:PORT (move) or -o FILE (snapshot)");
+		return 1;
+	}
+	if (n_fds) {
+		o.fds = fds;
+		o.n_fds = n_fds;
+	}
+	if (out) {
+		int fd = strcmp(out, "-") ? open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : 1;
+
+		if (fd < 0) {
+			cli_err("sockets save: cannot create %s: %s", out, strerror(errno));
+			return 1;
+		}
+		r = sockmig_sockets_snapshot((pid_t)pid, &o, fd, &st);
+		if (fd != 1 && close(fd) < 0 && r >= 0)
+			r = -errno;
+		if (r < 0) {
+			if (fd != 1)
+				unlink(out);
+			cli_lib_err(r, "cannot save the sockets of pid %lu", pid);
+			return 1;
+		}
+		print_stats(out[0] == '-' && !out[1] ? stderr : stdout, "saved", &st);
+		return 0;
+	} else {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		int chan, one = 1;
+
+		if (!parse_hostport(to, &ss, &len)) {
+			cli_err("sockets save: --to takes ADDR:PORT or [ADDR6]:PORT, not '%s'", to);
+			return 1;
+		}
+		chan = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		/* The exchange is request and answer: Nagle with delayed ACKs
+		 * would add 40 ms to each answer. */
+		if (chan >= 0)
+			setsockopt(chan, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (chan < 0 || connect(chan, (struct sockaddr *)&ss, len) < 0) {
+			cli_err("sockets save: cannot reach the destination %s: %s", to, strerror(errno));
+			return 1;
+		}
+		r = sockmig_sockets_send((pid_t)pid, &o, chan, &st);
+		close(chan);
+		if (r < 0) {
+			cli_lib_err(r, "cannot move the sockets of pid %lu (it keeps them)", pid);
+			return 1;
+		}
+		print_stats(stdout, "moved", &st);
+		return 0;
+	}
+}
+
+/* execvp would find it: checked before anything moves, so that the
+ * sockets never arrive for a program that cannot start. */
+static bool command_exists(const char *cmd)
+{
+	const char *path = getenv("PATH");
+	char buf[PATH_MAX];
+
+	if (strchr(cmd, '/'))
+		return access(cmd, X_OK) == 0;
+	if (!path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	while (*path) {
+		size_t n = strcspn(path, ":");
+
+		if (snprintf(buf, sizeof(buf), "%.*s/%s", (int)n, path, cmd) < (int)sizeof(buf) &&
+		    access(buf, X_OK) == 0)
+			return true;
+		path += n + (path[n] == ':');
+	}
+	return false;
+}
+
+/* Put each socket at its old fd number and become CMD. */
+static int exec_with(struct sockmig_restored *rs, char *argv[])
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		/* Out of the way of every target number first. */
+		int high = fcntl(rs->socks[i].fd, F_DUPFD_CLOEXEC, 100000);
+
+		if (high < 0)
+			high = fcntl(rs->socks[i].fd, F_DUPFD_CLOEXEC, 1024);
+		if (high < 0) {
+			cli_err("sockets restore: cannot move fd %d: %s", rs->socks[i].fd, strerror(errno));
+			return 1;
+		}
+		close(rs->socks[i].fd);
+		rs->socks[i].fd = high;
+	}
+	for (size_t i = 0; i < rs->n; i++) {
+		if (dup2(rs->socks[i].fd, rs->socks[i].target_fd) < 0) {
+			cli_err("sockets restore: cannot put a socket at fd %d: %s", rs->socks[i].target_fd,
+				strerror(errno));
+			return 1;
+		}
+	}
+	fflush(stdout);
+	fflush(stderr);
+	execvp(argv[0], argv);
+	cli_err("sockets restore: cannot run %s: %s", argv[0], strerror(errno));
+	return 127;
+}
+
+static int restore_main(int argc, char *argv[])
+{
+	static const struct option opts[] = {
+		{ "listen", required_argument, NULL, 'l' },
+		{ "take-address", required_argument, NULL, 'a' },
+		{ "timeout", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{}
+	};
+	struct sockmig_move_opts o = { 0 };
+	struct sockmig_move_stats st = { 0 };
+	struct sockmig_restored *rs = NULL;
+	const char *listen_at = NULL, *file = NULL;
+	unsigned long v;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "+l:a:T:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			listen_at = optarg;
+			break;
+		case 'a':
+			o.ifname = optarg;
+			break;
+		case 'T':
+			if (!parse_uint(optarg, 3600000, &v) || v == 0) {
+				cli_err("sockets restore: --timeout takes milliseconds, not '%s'", optarg);
+				return 1;
+			}
+			o.timeout_ms = (unsigned)v;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (!listen_at && optind < argc && strcmp(argv[optind], "--"))
+		file = argv[optind++];
+	if (optind < argc && !strcmp(argv[optind], "--"))
+		optind++;
+	if (!!listen_at == !!file) {
+		cli_err("sockets restore: give either --listen ADDR:PORT or an image file");
+		return 1;
+	}
+	if (optind >= argc) {
+		cli_err("sockets restore: name the program to start with the sockets: -- CMD [ARGS...]");
+		return 1;
+	}
+	if (!command_exists(argv[optind])) {
+		cli_err("sockets restore: cannot run %s: no such program", argv[optind]);
+		return 1;
+	}
+	if (file) {
+		int fd = open(file, O_RDONLY | O_CLOEXEC);
+
+		if (fd < 0) {
+			cli_err("sockets restore: cannot open %s: %s", file, strerror(errno));
+			return 1;
+		}
+		r = sockmig_sockets_restore_image(fd, &o, &rs, &st);
+		close(fd);
+		if (r < 0) {
+			cli_lib_err(r, "cannot restore the sockets of %s", file);
+			return 1;
+		}
+	} else {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		int lfd, chan, one = 1;
+
+		if (!parse_hostport(listen_at, &ss, &len)) {
+			cli_err("sockets restore: --listen takes ADDR:PORT or [ADDR6]:PORT, not '%s'", listen_at);
+			return 1;
+		}
+		lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+		    bind(lfd, (struct sockaddr *)&ss, len) < 0 || listen(lfd, 1) < 0) {
+			cli_err("sockets restore: cannot listen on %s: %s", listen_at, strerror(errno));
+			return 1;
+		}
+		printf("listening %s\n", listen_at);
+		fflush(stdout);
+		chan = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		close(lfd);
+		if (chan >= 0)
+			setsockopt(chan, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		if (chan < 0) {
+			cli_err("sockets restore: accept on %s: %s", listen_at, strerror(errno));
+			return 1;
+		}
+		r = sockmig_sockets_receive(chan, &o, &rs, &st);
+		close(chan);
+		if (r < 0) {
+			cli_lib_err(r, "cannot take the sockets (the source keeps them)");
+			return 1;
+		}
+	}
+	print_stats(stderr, "restored", &st);
+	r = exec_with(rs, argv + optind);
+	sockmig_restored_free(rs);
+	return r;
+}
+
+int sockets_show_main(int argc, char *argv[]);
+
+int sockets_main(int argc, char *argv[])
+{
+	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2;
+	}
+	if (!strcmp(argv[1], "save"))
+		return save_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "restore"))
+		return restore_main(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "show"))
+		return sockets_show_main(argc - 1, argv + 1);
+	cli_err("sockets: '%s' is not a subcommand (save, restore, show)", argv[1]);
+	return 1;
+}

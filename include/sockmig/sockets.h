@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Moving the TCP and UDP sockets of a running process to another node, over
+ * a channel between the two sides (any connected stream fd: the CLI uses a
+ * TCP connection between the nodes, the daemon its authenticated channel).
+ *
+ *   source S: sockmig_sockets_send()          destination D: sockmig_sockets_receive()
+ *   -------------------------------           ----------------------------------------
+ *   check every fd (nothing changed yet)
+ *   freeze the flows, capturing what arrives
+ *   stop the process, save every socket
+ *           ---- image 1: header, sockets ---->
+ *                                             block the flows (capturing), take the
+ *                                             addresses and announce them
+ *           <--- ANNOUNCED -------------------
+ *   release the addresses; collect the
+ *   packets captured during the freeze
+ *           ---- image 2: captured packets --->
+ *                                             restore the sockets in repair mode
+ *                                             (send queues trimmed by captured ACKs),
+ *                                             re-inject UDP queues, replay S's then
+ *                                             D's captured packets, unblock, resume
+ *           <--- RUNNING ---------------------
+ *   destroy the originals (still blocked,
+ *   so nothing reaches the peer), unblock,
+ *   let the process go on                     the caller hands the sockets to a program
+ *
+ * Until S reads RUNNING, any failure on either side (an ABORT, a timeout, the
+ * channel breaking) rolls S back: the address comes back and is announced,
+ * repair mode goes off, the flows are unblocked, the packets captured on S
+ * are replayed into the originals, and the process goes on with its
+ * connections as if nothing happened. D discards what it made (silently) and
+ * gives the address up.
+ *
+ * The process keeps running after the move, without the moved sockets: they
+ * are destroyed on S (a read or write on them fails with ECONNABORTED). Moving
+ * the process itself is the job of process checkpoint/restore.
+ *
+ * Messages are images (lib/image.h): section types 0x04xx, docs/socket-move.md.
+ */
+#ifndef SOCKMIG_SOCKETS_H
+#define SOCKMIG_SOCKETS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sockmig/socket.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct sockmig_move_opts {
+	/* The process's fds to move; NULL: every TCP and UDP socket it has. */
+	const int *fds;
+	size_t n_fds;
+	/* Address moves: the sockets' local addresses leave S's interface of
+	 * this name and appear on D's (gratuitous ARP / unsolicited NA).
+	 * NULL: addresses stay where they are (D must already have them). */
+	const char *ifname;
+	/* Longest wait for the other side at each step; 0: 10 s. */
+	unsigned timeout_ms;
+};
+
+struct sockmig_move_stats {
+	uint32_t n_tcp;
+	uint32_t n_udp;
+	uint32_t udp_queued;   /* datagrams waiting in receive queues, carried over */
+	uint32_t captured_src; /* packets captured on S during the freeze, replayed on D */
+	uint32_t captured_dst; /* packets captured on D before its sockets were live */
+	uint64_t image_bytes;  /* bytes sent (S) or received (D) over the channel */
+	uint64_t frozen_ns;    /* S: flows frozen until D reported RUNNING */
+	uint64_t save_ns;      /* S: stop + reading every socket */
+	uint64_t restore_ns;   /* D: image 2 received until sockets live */
+};
+
+/* Source side. Returns 0 once D reported the sockets running and the
+ * originals are gone; -errno (with the sentence) after a complete rollback. */
+int sockmig_sockets_send(pid_t pid, const struct sockmig_move_opts *o, int chan,
+			 struct sockmig_move_stats *ret_stats);
+
+/* Snapshot: the same save, written to out_fd as one image (header, sockets,
+ * captured packets), then rolled back: the process keeps its connections.
+ * For inspection (sockmig sockets show) and for restoring a copy elsewhere. */
+int sockmig_sockets_snapshot(pid_t pid, const struct sockmig_move_opts *o, int out_fd,
+			     struct sockmig_move_stats *ret_stats);
+
+struct sockmig_restored_sock {
+	int target_fd; /* the fd number it had in the original process */
+	int fd;        /* ours, O_CLOEXEC, live */
+	uint8_t proto; /* IPPROTO_TCP or IPPROTO_UDP */
+};
+
+struct sockmig_restored {
+	size_t n;
+	struct sockmig_restored_sock socks[];
+};
+
+/* Destination side: answers S over chan until the sockets are live here. */
+int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct sockmig_restored **ret,
+			    struct sockmig_move_stats *ret_stats);
+
+/* Restore from one image (a snapshot), read from in_fd. */
+int sockmig_sockets_restore_image(int in_fd, const struct sockmig_move_opts *o, struct sockmig_restored **ret,
+				  struct sockmig_move_stats *ret_stats);
+
+/* What an image holds, for `sockmig sockets show`. */
+struct sockmig_image_sock {
+	uint32_t fd; /* in the original process */
+	uint8_t proto;
+	struct sockmig_tcp_state tcp; /* IPPROTO_TCP */
+	struct sockmig_udp_state udp; /* IPPROTO_UDP */
+	uint32_t udp_queued;          /* datagrams in its receive queue */
+	uint64_t udp_queued_bytes;
+	uint32_t captured;            /* packets captured during the freeze */
+};
+
+struct sockmig_image_addr {
+	uint8_t family;
+	uint8_t prefixlen;
+	uint8_t addr[16];
+};
+
+struct sockmig_sockets_image {
+	uint32_t pid;
+	uint32_t addresses_move; /* the addresses travel with the sockets */
+	uint32_t n_addrs;
+	struct sockmig_image_addr addrs[256];
+	size_t n;
+	struct sockmig_image_sock socks[];
+};
+
+/* Read and check a whole image from fd; free() the result. */
+int sockmig_sockets_image_read(int fd, struct sockmig_sockets_image **ret);
+
+/* Closes the fds still >= 0, then frees. */
+void sockmig_restored_free(struct sockmig_restored *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Socket moves: the messages between S and D (docs/socket-move.md) and the
+ * pieces move_src.c and move_dst.c share. Not installed. */
+#ifndef SOCKMIG_LIB_MOVE_H
+#define SOCKMIG_LIB_MOVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "image.h"
+#include "sockmig/flow.h"
+#include "sockmig/socket.h"
+#include "sockmig/sockets.h"
+
+enum {
+	SM_SEC_MOVE_HEADER = 0x0401,
+	SM_SEC_MOVE_STATUS = 0x0402,
+};
+
+enum {
+	SM_IMAGE_KIND_CONTROL = 3, /* D's answers: one status section */
+};
+
+enum sm_move_status {
+	SM_MOVE_ANNOUNCED = 1, /* D: flows blocked, addresses taken and announced */
+	SM_MOVE_CONTINUE = 2,  /* S: here are the captured packets, go on */
+	SM_MOVE_RUNNING = 3,   /* D: the sockets are live here */
+	SM_MOVE_ABORT = 4,     /* either: roll back; the reason says why */
+};
+
+#define SM_MOVE_VERSION 1
+#define SM_MOVE_MAX_ADDRS 256
+#define SM_MOVE_MAX_SOCKETS 65536
+#define SM_MOVE_REASON_MAX 512
+
+enum {
+	SM_MOVE_F_ADDRESSES = 1u << 0, /* the addresses move with the sockets */
+};
+
+struct sm_move_addr {
+	uint8_t family;
+	uint8_t prefixlen;
+	uint8_t addr[16];
+};
+
+struct sm_move_header {
+	uint32_t version;
+	uint32_t pid;
+	uint32_t n_sockets;
+	uint32_t flags;
+	uint32_t n_addrs;
+	struct sm_move_addr addrs[SM_MOVE_MAX_ADDRS];
+};
+
+struct sm_move_sock {
+	uint8_t proto;
+	uint32_t id; /* the fd number in the original process */
+	struct sockmig_flow flow;
+	struct sockmig_tcp_state tcp;
+	uint8_t *sndq; /* owned */
+	uint8_t *rcvq; /* owned */
+	struct sockmig_udp_state udp;
+	struct sockmig_udp_queue *udpq; /* owned */
+	int fd;        /* S: our handle on the original; D: the restored socket */
+};
+
+/* One decoded message (image). Everything is owned by it. */
+struct sm_move_msg {
+	uint32_t kind;
+	bool has_header;
+	struct sm_move_header hdr;
+	struct sm_move_sock *socks;
+	size_t n_socks;
+	struct sockmig_flow_capture *caps;
+	size_t n_caps;
+	bool has_status;
+	uint32_t status;
+	char reason[SM_MOVE_REASON_MAX];
+};
+
+void sm_move_msg_clear(struct sm_move_msg *m);
+/* Read and check every section of one image (untrusted bytes). */
+int sm_move_msg_read(struct sm_image_reader *r, struct sm_move_msg *ret);
+/* Read one message from a channel fd; timeout_ms bounds each wait for bytes
+ * (for sockets; pipes and files wait as long as it takes). */
+int sm_move_recv(int fd, unsigned timeout_ms, struct sm_move_msg *ret);
+
+int sm_move_write_header(struct sm_image_writer *w, const struct sm_move_header *h);
+int sm_move_write_status(struct sm_image_writer *w, uint32_t code, const char *reason);
+/* A whole control image with one status. */
+int sm_move_send_status(int fd, uint32_t code, const char *reason);
+
+/* The flow of a socket as the wire carries it, from the socket's names. */
+int sm_move_flow_of_fd(int fd, uint8_t proto, struct sockmig_flow *ret);
+
+/* Close a socket for good from outside its owner (sock_diag SOCK_DESTROY):
+ * its users see ECONNABORTED. Whatever it sends on the way out must be
+ * dropped by the caller's flow lock. */
+int sm_sock_destroy(int fd, uint8_t proto);
+
+const char *sm_move_status_name(uint32_t code);
+
+#endif

@@ -1,0 +1,362 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The destination side of a socket move (include/sockmig/sockets.h). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "flow.h"
+#include "move.h"
+#include "sock.h"
+#include "util.h"
+
+#define DEFAULT_TIMEOUT_MS 10000
+
+struct dst {
+	const struct sockmig_move_opts *o;
+	unsigned timeout_ms;
+	struct sm_move_msg m; /* header and sockets */
+	struct sockmig_flow *flows;
+	struct sockmig_capture *cap;
+	struct sockmig_flowlock *lock;
+	uint32_t n_took;
+	bool frozen;
+	struct sockmig_move_stats st;
+};
+
+static bool flow_eq(const struct sockmig_flow *a, const struct sockmig_flow *b)
+{
+	const struct sockmig_endpoint *e[4] = { &a->local, &b->local, &a->remote, &b->remote };
+
+	if (a->proto != b->proto)
+		return false;
+	for (int i = 0; i < 4; i += 2) {
+		if (e[i]->family != e[i + 1]->family || e[i]->port != e[i + 1]->port ||
+		    memcmp(e[i]->addr, e[i + 1]->addr, e[i]->family == AF_INET ? 4 : 16))
+			return false;
+	}
+	return true;
+}
+
+/* The address must be local here when the addresses do not move with the
+ * sockets: the replay and the UDP re-injection are addressed to it. */
+static int check_local(const struct sockmig_endpoint *e, uint32_t fd)
+{
+	static const uint8_t zero[16];
+	struct sockaddr_storage ss;
+	struct sockmig_endpoint any = *e;
+	char text[INET6_ADDRSTRLEN];
+	int s, r;
+
+	if (!memcmp(e->addr, zero, e->family == AF_INET ? 4 : 16))
+		return 0;
+	any.port = 0;
+	r = sm_ep_to_sockaddr(&any, &ss);
+	if (r < 0)
+		return r;
+	s = socket(e->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -errno;
+	r = bind(s, (struct sockaddr *)&ss, (socklen_t)r) < 0 ? -errno : 0;
+	close(s);
+	if (r == -EADDRNOTAVAIL)
+		return sm_fail(r, "fd %u: address %s is not on this node; take it with --take-address IFACE", fd,
+			       inet_ntop(e->family, e->addr, text, sizeof(text)));
+	return r;
+}
+
+/* The capture and the lock's chains cost milliseconds to make: made before
+ * the source freezes anything, they stay out of the pause. */
+static int arm(struct dst *d)
+{
+	int r = 0;
+
+	if (!d->cap)
+		r = sockmig_capture_open(&d->cap);
+	if (r >= 0 && !d->lock)
+		r = sockmig_flowlock_new(SOCKMIG_FLOWLOCK_CAPTURE | SOCKMIG_FLOWLOCK_PASS_LOCAL, d->cap, &d->lock);
+	return r;
+}
+
+static int prepare(struct dst *d)
+{
+	const struct sm_move_header *h = &d->m.hdr;
+	int r;
+
+	if (!d->m.has_header || d->m.kind != SM_IMAGE_KIND_SOCKETS)
+		return sm_fail(-EBADMSG, "the source sent no move header");
+	if ((h->flags & SM_MOVE_F_ADDRESSES) && !d->o->ifname)
+		return sm_fail(-EINVAL, "the sockets' addresses move with them; name the interface to take them on (--take-address IFACE)");
+	d->flows = calloc(d->m.n_socks ? d->m.n_socks : 1, sizeof(*d->flows));
+	if (!d->flows)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->m.n_socks; i++) {
+		d->flows[i] = d->m.socks[i].flow;
+		if (!(h->flags & SM_MOVE_F_ADDRESSES)) {
+			r = check_local(&d->flows[i].local, d->m.socks[i].id);
+			if (r < 0)
+				return r;
+		}
+	}
+	/* Blocked (and captured) before the address is here: a packet that
+	 * reaches D before its socket exists must not draw an RST. */
+	r = arm(d);
+	if (r >= 0)
+		r = sockmig_flow_freeze(d->lock, d->flows, d->m.n_socks);
+	if (r < 0)
+		return r;
+	d->frozen = true;
+	sm_debug("move dst: flows blocked");
+	if (h->flags & SM_MOVE_F_ADDRESSES) {
+		for (uint32_t i = 0; i < h->n_addrs; i++) {
+			const struct sm_move_addr *a = &h->addrs[i];
+
+			r = sockmig_addr_add(d->o->ifname, a->family, a->addr, a->prefixlen);
+			if (r < 0)
+				return r;
+			d->n_took = i + 1;
+			r = sockmig_addr_announce(d->o->ifname, a->family, a->addr);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static uint32_t restore_snd_una(const struct sm_move_sock *s, const struct sockmig_flow_capture *caps, size_t n)
+{
+	uint32_t una = s->tcp.snd_una;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct sockmig_flow_capture *c = &caps[i];
+
+		if (!c->has_ack || !flow_eq(&c->flow, &s->flow))
+			continue;
+		/* Only an ACK inside what was queued can trim the queue. */
+		if ((int32_t)(c->ack - una) > 0 && (int32_t)(c->ack - s->tcp.snd_seq) <= 0)
+			una = c->ack;
+	}
+	return una;
+}
+
+static int replay_local(struct dst *d, uint32_t *count)
+{
+	struct sockmig_flow_capture *fc = NULL;
+	int r = sockmig_capture_collect(d->cap, d->flows, d->m.n_socks, &fc);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < d->m.n_socks; i++)
+		*count += fc[i].n_packets;
+	r = sockmig_flow_replay(fc, d->m.n_socks);
+	sockmig_flow_captures_free(fc, d->m.n_socks);
+	return r < 0 ? r : 0;
+}
+
+static int finish(struct dst *d, const struct sockmig_flow_capture *caps, size_t n_caps)
+{
+	uint64_t t = sm_now_ns();
+	int r;
+
+	for (size_t i = 0; i < d->m.n_socks; i++) {
+		struct sm_move_sock *s = &d->m.socks[i];
+
+		if (s->proto == IPPROTO_TCP) {
+			r = sockmig_tcp_restore(&s->tcp, s->sndq, s->rcvq, restore_snd_una(s, caps, n_caps), &s->fd);
+			d->st.n_tcp++;
+		} else {
+			r = sockmig_udp_restore(&s->udp, &s->fd);
+			if (r >= 0 && s->udpq && s->udpq->count) {
+				r = sockmig_udp_inject_queue(&s->udp, s->udpq);
+				d->st.udp_queued += s->udpq->count;
+			}
+			d->st.n_udp++;
+		}
+		if (r < 0)
+			return sm_fail(r, "fd %u: %s", s->id, sockmig_error());
+	}
+	/* Oldest first: what S captured, then what reached D early. */
+	if (n_caps) {
+		r = sockmig_flow_replay(caps, n_caps);
+		if (r < 0)
+			return r;
+		for (size_t i = 0; i < n_caps; i++)
+			d->st.captured_src += caps[i].n_packets;
+	}
+	r = replay_local(d, &d->st.captured_dst);
+	if (r < 0)
+		return r;
+	sm_debug("move dst: %u + %u packets replayed", d->st.captured_src, d->st.captured_dst);
+	/* Thawing the flows is one small batch; removing the lock's chains
+	 * waits until the sockets run. The shorter this step, the smaller the
+	 * window in which a datagram from the wire can overtake one still
+	 * waiting in the capture. */
+	r = sockmig_flow_thaw(d->lock, d->flows, d->m.n_socks);
+	if (r < 0)
+		return r;
+	d->frozen = false;
+	/* Copies the kernel queued between the last read and the unblock. */
+	r = replay_local(d, &d->st.captured_dst);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < d->m.n_socks; i++) {
+		struct sm_move_sock *s = &d->m.socks[i];
+
+		if (s->proto != IPPROTO_TCP)
+			continue;
+		r = sockmig_tcp_resume(s->fd, &s->tcp);
+		if (r < 0)
+			return sm_fail(r, "fd %u: %s", s->id, sockmig_error());
+	}
+	d->st.restore_ns = sm_now_ns() - t;
+	sm_debug("move dst: sockets live");
+	return 0;
+}
+
+/* Undo everything D did; the source rolls back on its side. */
+static void discard(struct dst *d)
+{
+	for (size_t i = 0; i < d->m.n_socks; i++) {
+		struct sm_move_sock *s = &d->m.socks[i];
+
+		if (s->fd < 0)
+			continue;
+		if (s->proto != IPPROTO_TCP || sockmig_tcp_discard(s->fd) < 0)
+			close(s->fd);
+		s->fd = -1;
+	}
+	for (uint32_t i = 0; i < d->n_took; i++) {
+		const struct sm_move_addr *a = &d->m.hdr.addrs[i];
+
+		sockmig_addr_release(d->o->ifname, a->family, a->addr, a->prefixlen);
+	}
+	d->n_took = 0;
+}
+
+static void dst_free(struct dst *d)
+{
+	sockmig_flowlock_free(d->lock);
+	sockmig_capture_free(d->cap);
+	for (size_t i = 0; i < d->m.n_socks; i++)
+		if (d->m.socks[i].fd >= 0)
+			close(d->m.socks[i].fd);
+	sm_move_msg_clear(&d->m);
+	free(d->flows);
+}
+
+static int hand_over(struct dst *d, struct sockmig_restored **ret)
+{
+	struct sockmig_restored *r = calloc(1, sizeof(*r) + d->m.n_socks * sizeof(r->socks[0]));
+
+	if (!r)
+		return -ENOMEM;
+	r->n = d->m.n_socks;
+	for (size_t i = 0; i < d->m.n_socks; i++) {
+		r->socks[i].target_fd = (int)d->m.socks[i].id;
+		r->socks[i].fd = d->m.socks[i].fd;
+		r->socks[i].proto = d->m.socks[i].proto;
+		d->m.socks[i].fd = -1;
+	}
+	*ret = r;
+	return 0;
+}
+
+int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct sockmig_restored **ret,
+			    struct sockmig_move_stats *ret_stats)
+{
+	struct dst d = { .o = o, .timeout_ms = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS };
+	struct sm_move_msg m2 = { 0 };
+	int r;
+
+	r = arm(&d);
+	if (r < 0)
+		goto out_abort;
+	r = sm_move_recv(chan, d.timeout_ms, &d.m);
+	if (r < 0) {
+		sm_fail(r, "cannot read the sockets from the source: %s", sockmig_error());
+		goto out_abort;
+	}
+	r = prepare(&d);
+	if (r < 0)
+		goto out_abort;
+	r = sm_move_send_status(chan, SM_MOVE_ANNOUNCED, NULL);
+	if (r < 0) {
+		sm_fail(r, "the source is gone: %s", sockmig_error());
+		goto out_discard;
+	}
+	sm_debug("move dst: announced");
+	r = sm_move_recv(chan, d.timeout_ms, &m2);
+	sm_debug("move dst: captures received");
+	if (r < 0) {
+		sm_fail(r, "cannot read the captured packets from the source: %s", sockmig_error());
+		goto out_discard;
+	}
+	if (!m2.has_status || m2.status != SM_MOVE_CONTINUE) {
+		r = m2.has_status && m2.status == SM_MOVE_ABORT ?
+			    sm_fail(-ECANCELED, "the source gave up: %s", m2.reason) :
+			    sm_fail(-EPROTO, "the source sent no CONTINUE");
+		goto out_discard;
+	}
+	r = finish(&d, m2.caps, m2.n_caps);
+	if (r < 0)
+		goto out_abort;
+	r = sm_move_send_status(chan, SM_MOVE_RUNNING, NULL);
+	if (r < 0) {
+		/* S cannot learn that we run: it rolls back, so must we. */
+		sm_fail(r, "cannot tell the source that the sockets run here: %s", sockmig_error());
+		goto out_discard;
+	}
+	r = hand_over(&d, ret);
+	if (r < 0)
+		goto out_discard;
+	if (ret_stats)
+		*ret_stats = d.st;
+	goto out;
+
+out_abort:
+	sm_move_send_status(chan, SM_MOVE_ABORT, sockmig_error());
+out_discard:
+	discard(&d);
+out:
+	sm_move_msg_clear(&m2);
+	dst_free(&d);
+	return r;
+}
+
+int sockmig_sockets_restore_image(int in_fd, const struct sockmig_move_opts *o, struct sockmig_restored **ret,
+				  struct sockmig_move_stats *ret_stats)
+{
+	struct dst d = { .o = o, .timeout_ms = DEFAULT_TIMEOUT_MS };
+	struct sm_image_reader *rd;
+	int r;
+
+	r = sm_image_reader_new_fd(in_fd, &rd);
+	if (r < 0)
+		return r;
+	r = sm_move_msg_read(rd, &d.m);
+	sm_image_reader_free(rd);
+	if (r < 0)
+		return r;
+	r = prepare(&d);
+	if (r >= 0)
+		r = finish(&d, d.m.caps, d.m.n_caps);
+	if (r >= 0)
+		r = hand_over(&d, ret);
+	if (r < 0)
+		discard(&d);
+	else if (ret_stats)
+		*ret_stats = d.st;
+	dst_free(&d);
+	return r;
+}
+
+void sockmig_restored_free(struct sockmig_restored *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n; i++)
+		if (r->socks[i].fd >= 0)
+			close(r->socks[i].fd);
+	free(r);
+}

@@ -1,0 +1,546 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The source side of a socket move (include/sockmig/sockets.h). */
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <linux/inet_diag.h>
+#include <linux/sock_diag.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "flow.h"
+#include "move.h"
+#include "rtnl.h"
+#include "sock.h"
+#include "sockmig/proc.h"
+#include "util.h"
+
+#define DEFAULT_TIMEOUT_MS 10000
+
+struct src {
+	const struct sockmig_move_opts *o;
+	unsigned timeout_ms;
+	struct sockmig_proc *proc;
+	struct sm_move_sock *socks;
+	size_t n;
+	struct sockmig_flow *flows;
+	struct sm_move_header hdr;
+	struct sockmig_capture *cap;
+	struct sockmig_flowlock *lock;
+	struct sockmig_flow_capture *sent_caps; /* handed to D, kept for rollback */
+	size_t n_sent_caps;
+	bool released;
+	uint64_t t_frozen;
+	struct sockmig_move_stats st;
+};
+
+int sm_sock_destroy(int fd, uint8_t proto)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	struct sockaddr_storage l, p;
+	socklen_t ll = sizeof(l), pl = sizeof(p);
+	struct inet_diag_req_v2 *req;
+	struct mnl_socket *nl;
+	struct nlmsghdr *nlh;
+	uint64_t cookie;
+	socklen_t cl = sizeof(cookie);
+	uint32_t seq = (uint32_t)sm_now_ns();
+	int r;
+
+	if (getsockname(fd, (struct sockaddr *)&l, &ll) < 0 || getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &cl) < 0)
+		return -errno;
+	if (getpeername(fd, (struct sockaddr *)&p, &pl) < 0) {
+		memset(&p, 0, sizeof(p));
+		p.ss_family = l.ss_family;
+	}
+	nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = SOCK_DESTROY;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	nlh->nlmsg_seq = seq;
+	req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
+	req->sdiag_family = (uint8_t)l.ss_family;
+	req->sdiag_protocol = proto;
+	req->idiag_states = ~0u;
+	/* The kernel finds the socket by its names, then checks the cookie: a
+	 * socket that has the same names by now is never hit. */
+	req->id.idiag_cookie[0] = (uint32_t)cookie;
+	req->id.idiag_cookie[1] = (uint32_t)(cookie >> 32);
+	if (l.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (void *)&l, *b = (void *)&p;
+
+		req->id.idiag_sport = a->sin_port;
+		req->id.idiag_dport = b->sin_port;
+		memcpy(req->id.idiag_src, &a->sin_addr, 4);
+		memcpy(req->id.idiag_dst, &b->sin_addr, 4);
+	} else {
+		const struct sockaddr_in6 *a = (void *)&l, *b = (void *)&p;
+
+		req->id.idiag_sport = a->sin6_port;
+		req->id.idiag_dport = b->sin6_port;
+		memcpy(req->id.idiag_src, &a->sin6_addr, 16);
+		memcpy(req->id.idiag_dst, &b->sin6_addr, 16);
+	}
+	nl = mnl_socket_open2(NETLINK_SOCK_DIAG, SOCK_CLOEXEC);
+	if (!nl)
+		return -errno;
+	if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0 || mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+		r = -errno;
+	} else {
+		ssize_t n = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+
+		r = n < 0 ? -errno : mnl_cb_run(buf, (size_t)n, seq, mnl_socket_get_portid(nl), NULL, NULL);
+		if (r < 0 && n >= 0)
+			r = -errno;
+	}
+	mnl_socket_close(nl);
+	return r < 0 ? r : 0;
+}
+
+static bool addr_is_any(const struct sockmig_endpoint *e)
+{
+	static const uint8_t zero[16];
+
+	return !memcmp(e->addr, zero, e->family == AF_INET ? 4 : 16);
+}
+
+/* The local addresses of the sockets, with their prefix on o->ifname. */
+static int find_addresses(struct src *s)
+{
+	_cleanup_free_ struct sm_rtnl_addr *addrs = NULL;
+	struct sm_rtnl *rt;
+	size_t n_addrs = 0;
+	int ifindex, r;
+
+	ifindex = (int)if_nametoindex(s->o->ifname);
+	if (!ifindex)
+		return sm_fail(-ENODEV, "this node has no interface %s", s->o->ifname);
+	r = sm_rtnl_open(&rt);
+	if (r < 0)
+		return r;
+	r = sm_rtnl_addr_dump(rt, AF_UNSPEC, ifindex, &addrs, &n_addrs);
+	sm_rtnl_close(rt);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < s->n; i++) {
+		const struct sockmig_endpoint *e = &s->flows[i].local;
+		size_t alen = e->family == AF_INET ? 4 : 16;
+		bool known = false, found = false;
+		char text[INET6_ADDRSTRLEN];
+
+		if (addr_is_any(e))
+			continue;
+		for (uint32_t k = 0; k < s->hdr.n_addrs; k++)
+			known |= s->hdr.addrs[k].family == e->family && !memcmp(s->hdr.addrs[k].addr, e->addr, alen);
+		if (known)
+			continue;
+		for (size_t k = 0; k < n_addrs && !found; k++) {
+			if (addrs[k].family != e->family || memcmp(&addrs[k].addr, e->addr, alen))
+				continue;
+			if (s->hdr.n_addrs == SM_MOVE_MAX_ADDRS)
+				return sm_fail(-E2BIG, "more than %d addresses to move", SM_MOVE_MAX_ADDRS);
+			s->hdr.addrs[s->hdr.n_addrs].family = e->family;
+			s->hdr.addrs[s->hdr.n_addrs].prefixlen = addrs[k].prefixlen;
+			memcpy(s->hdr.addrs[s->hdr.n_addrs].addr, e->addr, alen);
+			s->hdr.n_addrs++;
+			found = true;
+		}
+		if (!found)
+			return sm_fail(-EADDRNOTAVAIL, "pid %d fd %u: its address %s is not on interface %s, so it cannot move with it",
+				       (int)sockmig_proc_pid(s->proc), s->socks[i].id,
+				       inet_ntop(e->family, e->addr, text, sizeof(text)), s->o->ifname);
+	}
+	s->hdr.flags |= SM_MOVE_F_ADDRESSES;
+	return 0;
+}
+
+static int add_sock(struct src *s, int fd, uint8_t proto, int local)
+{
+	struct sm_move_sock *ns = realloc(s->socks, (s->n + 1) * sizeof(*ns));
+	struct sockmig_flow *nf;
+
+	if (!ns)
+		return -ENOMEM;
+	s->socks = ns;
+	nf = realloc(s->flows, (s->n + 1) * sizeof(*nf));
+	if (!nf)
+		return -ENOMEM;
+	s->flows = nf;
+	memset(&ns[s->n], 0, sizeof(ns[s->n]));
+	ns[s->n].id = (uint32_t)fd;
+	ns[s->n].proto = proto;
+	ns[s->n].fd = local;
+	s->n++;
+	return 0;
+}
+
+/* Everything that can be refused is refused here, before anything changes. */
+static int preflight(struct src *s, pid_t pid)
+{
+	_cleanup_free_ int *all = NULL;
+	const int *fds = s->o->fds;
+	size_t n_fds = s->o->n_fds;
+	bool explicit = fds != NULL;
+	int r;
+
+	r = sockmig_proc_open(pid, &s->proc);
+	if (r < 0)
+		return r;
+	if (!explicit) {
+		r = sockmig_proc_fd_list(s->proc, &all, &n_fds);
+		if (r < 0)
+			return r;
+		fds = all;
+	}
+	for (size_t i = 0; i < n_fds; i++) {
+		struct sockmig_fd_info info;
+		int local;
+
+		r = sockmig_proc_fd_get(s->proc, fds[i], &local);
+		if (r < 0)
+			return r;
+		r = sockmig_fd_describe(local, fds[i], &info);
+		if (r < 0) {
+			close(local);
+			return r;
+		}
+		if (info.kind == SOCKMIG_FD_TCP && info.tcp_state != TCP_ESTABLISHED) {
+			close(local);
+			return sm_fail(-EOPNOTSUPP, "pid %d fd %d: a TCP socket in state %s cannot be moved yet (only ESTABLISHED)",
+				       (int)pid, fds[i], sockmig_tcp_state_name(info.tcp_state));
+		}
+		if (info.kind != SOCKMIG_FD_TCP && info.kind != SOCKMIG_FD_UDP) {
+			close(local);
+			if (!explicit)
+				continue; /* stays with the process */
+			if (info.kind == SOCKMIG_FD_NOT_SOCKET)
+				return sm_fail(-ENOTSOCK, "pid %d fd %d is not a socket", (int)pid, fds[i]);
+			return sm_fail(-EOPNOTSUPP, "pid %d fd %d is a %s, which cannot be moved", (int)pid, fds[i],
+				       sockmig_fd_kind_name(info.kind));
+		}
+		r = add_sock(s, fds[i], info.kind == SOCKMIG_FD_TCP ? IPPROTO_TCP : IPPROTO_UDP, local);
+		if (r < 0) {
+			close(local);
+			return r;
+		}
+		r = sm_move_flow_of_fd(local, s->socks[s->n - 1].proto, &s->flows[s->n - 1]);
+		if (r < 0)
+			return sm_fail(r, "pid %d fd %d: cannot read its addresses: %s", (int)pid, fds[i], strerror(-r));
+		s->socks[s->n - 1].flow = s->flows[s->n - 1];
+	}
+	if (s->n == 0)
+		return sm_fail(-ENOENT, "pid %d has no TCP or UDP socket to move", (int)pid);
+	s->hdr.version = SM_MOVE_VERSION;
+	s->hdr.pid = (uint32_t)pid;
+	s->hdr.n_sockets = (uint32_t)s->n;
+	if (s->o->ifname)
+		return find_addresses(s);
+	return 0;
+}
+
+static int freeze_and_save(struct src *s)
+{
+	uint64_t t;
+	int r;
+
+	r = sockmig_capture_open(&s->cap);
+	if (r < 0)
+		return r;
+	r = sockmig_flowlock_new(SOCKMIG_FLOWLOCK_CAPTURE, s->cap, &s->lock);
+	if (r < 0)
+		return r;
+	r = sockmig_flow_freeze(s->lock, s->flows, s->n);
+	if (r < 0)
+		return r;
+	s->t_frozen = t = sm_now_ns();
+	sm_debug("move src: flows frozen");
+	r = sockmig_proc_stop(s->proc);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < s->n; i++) {
+		struct sm_move_sock *m = &s->socks[i];
+
+		if (m->proto == IPPROTO_TCP) {
+			r = sockmig_tcp_save(m->fd, &m->tcp);
+			if (r < 0)
+				return sm_fail(r, "pid %d fd %u: %s", (int)s->hdr.pid, m->id, sockmig_error());
+			m->sndq = m->tcp.sndq_len ? malloc(m->tcp.sndq_len) : NULL;
+			m->rcvq = m->tcp.rcvq_len ? malloc(m->tcp.rcvq_len) : NULL;
+			if ((m->tcp.sndq_len && !m->sndq) || (m->tcp.rcvq_len && !m->rcvq))
+				return sm_fail(-ENOMEM, "pid %d fd %u: no memory for its queues", (int)s->hdr.pid, m->id);
+			r = sockmig_tcp_save_queues(m->fd, &m->tcp, m->sndq, m->rcvq);
+			s->st.n_tcp++;
+		} else {
+			r = sockmig_udp_save(m->fd, &m->udp);
+			if (r >= 0)
+				r = sockmig_udp_save_queue(m->fd, &m->udp, &m->udpq);
+			if (r >= 0 && m->udpq)
+				s->st.udp_queued += m->udpq->count;
+			s->st.n_udp++;
+		}
+		if (r < 0)
+			return sm_fail(r, "pid %d fd %u: %s", (int)s->hdr.pid, m->id, sockmig_error());
+	}
+	s->st.save_ns = sm_now_ns() - t;
+	sm_debug("move src: %zu sockets saved", s->n);
+	return 0;
+}
+
+static int write_sockets(struct src *s, struct sm_image_writer *w)
+{
+	int r = sm_move_write_header(w, &s->hdr);
+
+	for (size_t i = 0; r >= 0 && i < s->n; i++) {
+		struct sm_move_sock *m = &s->socks[i];
+
+		if (m->proto == IPPROTO_TCP)
+			r = sm_sock_image_write_tcp(w, m->id, &m->tcp, m->sndq, m->rcvq);
+		else
+			r = sm_sock_image_write_udp(w, m->id, &m->udp, m->udpq);
+	}
+	return r;
+}
+
+/* Put everything back as it was. Best effort: each step runs even if an
+ * earlier one failed, and the first failure is what is reported. */
+static int rollback(struct src *s)
+{
+	char saved[512];
+	struct sockmig_flow_capture *late = NULL;
+	int r = 0, k;
+
+	snprintf(saved, sizeof(saved), "%s", sockmig_error());
+	if (s->released) {
+		for (uint32_t i = 0; i < s->hdr.n_addrs; i++) {
+			const struct sm_move_addr *a = &s->hdr.addrs[i];
+
+			k = sockmig_addr_add(s->o->ifname, a->family, a->addr, a->prefixlen);
+			if (k >= 0)
+				k = sockmig_addr_announce(s->o->ifname, a->family, a->addr);
+			if (k < 0 && !r)
+				r = k;
+		}
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		struct sm_move_sock *m = &s->socks[i];
+
+		if (m->proto == IPPROTO_TCP && m->fd >= 0) {
+			k = sockmig_tcp_repair_off(m->fd, m->tcp.family ? &m->tcp : NULL);
+			if (k < 0 && !r)
+				r = k;
+		}
+	}
+	if (s->cap && s->lock)
+		k = sockmig_capture_collect(s->cap, s->flows, s->n, &late);
+	sockmig_flowlock_free(s->lock);
+	s->lock = NULL;
+	/* What the freeze dropped goes to the originals now, oldest first. */
+	if (s->sent_caps)
+		sockmig_flow_replay(s->sent_caps, s->n_sent_caps);
+	if (late)
+		sockmig_flow_replay(late, s->n);
+	sockmig_flow_captures_free(late, s->n);
+	if (s->proc) {
+		k = sockmig_proc_resume(s->proc);
+		if (k < 0 && !r)
+			r = k;
+	}
+	/* The caller reports why the move failed, not how the rollback went. */
+	sm_fail(0, "%s", saved);
+	return r;
+}
+
+static void commit(struct src *s)
+{
+	/* The flows are still blocked: what the dying originals send is
+	 * dropped, the peer only ever hears D. */
+	for (size_t i = 0; i < s->n; i++) {
+		struct sm_move_sock *m = &s->socks[i];
+
+		if (m->fd < 0)
+			continue;
+		if (sm_sock_destroy(m->fd, m->proto) < 0 && m->proto == IPPROTO_TCP)
+			sockmig_tcp_discard(m->fd); /* at least silent */
+		else
+			close(m->fd);
+		m->fd = -1;
+	}
+	sockmig_flowlock_free(s->lock);
+	s->lock = NULL;
+	sockmig_proc_resume(s->proc);
+}
+
+static void src_free(struct src *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		if (s->socks[i].fd >= 0)
+			close(s->socks[i].fd);
+		free(s->socks[i].sndq);
+		free(s->socks[i].rcvq);
+		sockmig_udp_queue_free(s->socks[i].udpq);
+	}
+	free(s->socks);
+	free(s->flows);
+	sockmig_flowlock_free(s->lock);
+	sockmig_flow_captures_free(s->sent_caps, s->n_sent_caps);
+	sockmig_capture_free(s->cap);
+	sockmig_proc_free(s->proc);
+}
+
+/* After D announced the address, packets the peer sent before it heard the
+ * announcement may still be on their way to S: wait for a short quiet. */
+static void drain_late_packets(struct src *s)
+{
+	struct pollfd p = { .fd = sockmig_capture_fd(s->cap), .events = POLLIN };
+
+	for (int i = 0; i < 20; i++) {
+		if (poll(&p, 1, 1) <= 0)
+			break;
+		if (sockmig_capture_poll(s->cap) < 0)
+			break;
+	}
+}
+
+static int expect(struct src *s, int chan, uint32_t want)
+{
+	struct sm_move_msg m;
+	int r = sm_move_recv(chan, s->timeout_ms, &m);
+
+	if (r < 0)
+		return sm_fail(r, "the destination did not answer: %s", sockmig_error());
+	if (!m.has_status || m.status != want) {
+		if (m.has_status && m.status == SM_MOVE_ABORT)
+			r = sm_fail(-ECANCELED, "the destination refused: %s", m.reason);
+		else
+			r = sm_fail(-EPROTO, "the destination answered %s where %s was due",
+				    m.has_status ? sm_move_status_name(m.status) : "without a status",
+				    sm_move_status_name(want));
+	}
+	s->st.image_bytes += 0;
+	sm_move_msg_clear(&m);
+	return r;
+}
+
+int sockmig_sockets_send(pid_t pid, const struct sockmig_move_opts *o, int chan, struct sockmig_move_stats *ret_stats)
+{
+	struct src s = { .o = o, .timeout_ms = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS };
+	struct sm_image_writer *w = NULL;
+	int r;
+
+	r = preflight(&s, pid);
+	if (r < 0)
+		goto out; /* nothing changed yet */
+	r = freeze_and_save(&s);
+	if (r < 0)
+		goto out_rollback;
+
+	r = sm_image_writer_new(chan, SM_IMAGE_KIND_SOCKETS, &w);
+	if (r >= 0)
+		r = write_sockets(&s, w);
+	if (r >= 0)
+		r = sm_image_writer_finish(w);
+	sm_image_writer_free(w);
+	w = NULL;
+	if (r < 0) {
+		sm_fail(r, "cannot send the sockets to the destination: %s", sockmig_error());
+		goto out_rollback;
+	}
+	sm_debug("move src: sockets sent");
+	r = expect(&s, chan, SM_MOVE_ANNOUNCED);
+	if (r < 0)
+		goto out_rollback;
+	sm_debug("move src: destination announced");
+
+	if (o->ifname) {
+		s.released = true; /* even half-released: rollback re-adds all */
+		for (uint32_t i = 0; i < s.hdr.n_addrs; i++) {
+			const struct sm_move_addr *a = &s.hdr.addrs[i];
+
+			r = sockmig_addr_release(o->ifname, a->family, a->addr, a->prefixlen);
+			if (r < 0 && r != -EADDRNOTAVAIL)
+				goto out_abort;
+		}
+	}
+	sm_debug("move src: addresses released");
+	drain_late_packets(&s);
+	r = sockmig_capture_collect(s.cap, s.flows, s.n, &s.sent_caps);
+	sm_debug("move src: late packets collected");
+	if (r < 0)
+		goto out_abort;
+	s.n_sent_caps = s.n;
+	for (size_t i = 0; i < s.n; i++)
+		s.st.captured_src += s.sent_caps[i].n_packets;
+
+	r = sm_image_writer_new(chan, SM_IMAGE_KIND_SOCKETS, &w);
+	if (r >= 0)
+		r = sm_flow_captures_write(w, s.sent_caps, s.n);
+	if (r >= 0)
+		r = sm_move_write_status(w, SM_MOVE_CONTINUE, NULL);
+	if (r >= 0)
+		r = sm_image_writer_finish(w);
+	sm_image_writer_free(w);
+	if (r < 0) {
+		sm_fail(r, "cannot send the captured packets to the destination: %s", sockmig_error());
+		goto out_rollback;
+	}
+	sm_debug("move src: captures sent");
+	r = expect(&s, chan, SM_MOVE_RUNNING);
+	if (r < 0)
+		goto out_rollback;
+	sm_debug("move src: destination running");
+	s.st.frozen_ns = sm_now_ns() - s.t_frozen;
+	commit(&s);
+	if (ret_stats)
+		*ret_stats = s.st;
+	r = 0;
+	goto out;
+
+out_abort:
+	sm_move_send_status(chan, SM_MOVE_ABORT, sockmig_error());
+out_rollback:
+	rollback(&s);
+out:
+	src_free(&s);
+	return r;
+}
+
+int sockmig_sockets_snapshot(pid_t pid, const struct sockmig_move_opts *o, int out_fd,
+			     struct sockmig_move_stats *ret_stats)
+{
+	struct src s = { .o = o, .timeout_ms = DEFAULT_TIMEOUT_MS };
+	struct sm_image_writer *w = NULL;
+	int r, k;
+
+	r = preflight(&s, pid);
+	if (r < 0)
+		goto out;
+	r = freeze_and_save(&s);
+	if (r >= 0)
+		r = sockmig_capture_collect(s.cap, s.flows, s.n, &s.sent_caps);
+	if (r >= 0) {
+		s.n_sent_caps = s.n;
+		for (size_t i = 0; i < s.n; i++)
+			s.st.captured_src += s.sent_caps[i].n_packets;
+		r = sm_image_writer_new(out_fd, SM_IMAGE_KIND_SOCKETS, &w);
+	}
+	if (r >= 0)
+		r = write_sockets(&s, w);
+	if (r >= 0)
+		r = sm_flow_captures_write(w, s.sent_caps, s.n);
+	if (r >= 0)
+		r = sm_image_writer_finish(w);
+	sm_image_writer_free(w);
+	s.st.frozen_ns = sm_now_ns() - s.t_frozen;
+	/* A snapshot is a copy: the process keeps its connections. */
+	k = rollback(&s);
+	if (r >= 0 && k < 0)
+		r = k;
+	if (r >= 0 && ret_stats)
+		*ret_stats = s.st;
+out:
+	src_free(&s);
+	return r;
+}
