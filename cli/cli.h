@@ -4,6 +4,10 @@
 #define SOCKMIG_CLI_H
 
 #include <stdbool.h>
+#include <stdlib.h>
+
+static inline void cli_freep(void *p) { free(*(void **)p); }
+#define _cleanup_free_ __attribute__((cleanup(cli_freep)))
 
 extern const char *prog_name;
 

@@ -122,8 +122,9 @@ static int save_main(int argc, char *argv[])
 	struct sockmig_move_opts o = { 0 };
 	struct sockmig_move_stats st = { 0 };
 	const char *to = NULL, *out = NULL;
-	int fds[1024], c, r;
+	_cleanup_free_ int *fds = NULL;
 	size_t n_fds = 0;
+	int c, r;
 	unsigned long v, pid;
 
 	while ((c = getopt_long(argc, argv, "f:t:o:m:T:h", opts, NULL)) != -1) {
@@ -133,9 +134,14 @@ static int save_main(int argc, char *argv[])
 				cli_err("sockets save: --fd takes an fd number, not '%s'", optarg);
 				return 1;
 			}
-			if (n_fds == sizeof(fds) / sizeof(fds[0])) {
-				cli_err("sockets save: at most %zu --fd", n_fds);
-				return 1;
+			if (!(n_fds & (n_fds + 1))) { /* 0, 1, 3, 7, ...: grow */
+				int *nf = realloc(fds, (n_fds + 1) * 2 * sizeof(*fds));
+
+				if (!nf) {
+					cli_err("sockets save: out of memory");
+					return 1;
+				}
+				fds = nf;
 			}
 			fds[n_fds++] = (int)v;
 			break;

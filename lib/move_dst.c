@@ -149,7 +149,7 @@ static int replay_local(struct dst *d, uint32_t *count)
 		return r;
 	for (size_t i = 0; i < d->m.n_socks; i++)
 		*count += fc[i].n_packets;
-	r = sockmig_flow_replay(fc, d->m.n_socks);
+	r = getenv("SOCKMIG_NO_REPLAY") ? 0 : sockmig_flow_replay(fc, d->m.n_socks);
 	sockmig_flow_captures_free(fc, d->m.n_socks);
 	return r < 0 ? r : 0;
 }
@@ -176,6 +176,10 @@ static int finish(struct dst *d, const struct sockmig_flow_capture *caps, size_t
 		if (r < 0)
 			return sm_fail(r, "fd %u: %s", s->id, sockmig_error());
 	}
+	/* SOCKMIG_NO_REPLAY=1 (benchmarks only): drop what was captured, to
+	 * measure what replay is worth; the peers then wait for their RTO. */
+	if (getenv("SOCKMIG_NO_REPLAY"))
+		n_caps = 0;
 	/* Oldest first: what S captured, then what reached D early. */
 	if (n_caps) {
 		r = sockmig_flow_replay(caps, n_caps);
@@ -278,9 +282,13 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 		goto out_abort;
 	}
 	r = prepare(&d);
+	if (r >= 0 && sm_fault("dst-refuse"))
+		r = sm_fail(-ECANCELED, "fault injected: dst-refuse");
 	if (r < 0)
 		goto out_abort;
 	r = sm_move_send_status(chan, SM_MOVE_ANNOUNCED, NULL);
+	if (sm_fault("dst-exit-announced"))
+		_exit(99);
 	if (r < 0) {
 		sm_fail(r, "the source is gone: %s", sockmig_error());
 		goto out_discard;
@@ -299,6 +307,8 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 		goto out_discard;
 	}
 	r = finish(&d, m2.caps, m2.n_caps);
+	if (r >= 0 && sm_fault("dst-fail-finish"))
+		r = sm_fail(-ECANCELED, "fault injected: dst-fail-finish");
 	if (r < 0)
 		goto out_abort;
 	r = sm_move_send_status(chan, SM_MOVE_RUNNING, NULL);

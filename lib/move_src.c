@@ -434,6 +434,8 @@ int sockmig_sockets_send(pid_t pid, const struct sockmig_move_opts *o, int chan,
 	if (r < 0)
 		goto out; /* nothing changed yet */
 	r = freeze_and_save(&s);
+	if (r >= 0 && sm_fault("src-fail-save"))
+		r = sm_fail(-EIO, "fault injected: src-fail-save");
 	if (r < 0)
 		goto out_rollback;
 

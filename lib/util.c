@@ -132,3 +132,10 @@ uint64_t sm_now_ns(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
+
+bool sm_fault(const char *point)
+{
+	const char *f = getenv("SOCKMIG_FAULT");
+
+	return f && !strcmp(f, point);
+}

@@ -54,6 +54,10 @@ int sm_read_file(const char *path, char *buf, size_t size);
 /* Write a string to an existing file, e.g. a sysctl. */
 int sm_write_file(const char *path, const char *s);
 
+/* Fault injection for tests: true when SOCKMIG_FAULT names this point.
+ * The points are listed in docs/socket-move.md. */
+bool sm_fault(const char *point);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t sm_now_ns(void);
 

@@ -12,7 +12,8 @@
  *   peer udp-echo (--bind ADDR:PORT | --fd N)... [--drop-after N]
  *	Sends every datagram back to its sender. --drop-after N (self-check
  *	only) silently drops datagram number N (from 0) of a socket.
- *	Both echo servers print "ready" once serving. SIGUSR1 quiesces: stop
+ *	Both echo servers print "ready" once serving. SIGUSR1 quiesces (a
+ *	second SIGUSR1 serves again and prints "serving"): stop
  *	reading and accepting, write back what was already read, then never
  *	touch the sockets again (they stay open; new data waits in the kernel's
  *	queues) and print "quiesced". SIGTERM/SIGINT: exit 0.
@@ -633,7 +634,19 @@ static int echo_main(int argc, char **argv, bool udp)
 				while ((sig = next_signal())) {
 					if (sig == SIGINT || sig == SIGTERM)
 						return 0;
-					if (sig == SIGUSR1 && !es.quiescing) {
+					if (sig == SIGUSR1 && es.quiesced) {
+						/* Again: serve again (after a move
+						 * that was rolled back). */
+						es.quiescing = es.quiesced = false;
+						for (int j = 0; j < es.n_all; j++) {
+							struct echo *x = es.all[j];
+
+							ep_ctl(EPOLL_CTL_ADD, x->fd, EPOLLIN, x);
+							x->events = EPOLLIN;
+							x->registered = true;
+						}
+						printf("serving\n");
+					} else if (sig == SIGUSR1 && !es.quiescing) {
 						es.quiescing = true;
 						for (int j = 0; j < es.n_all; j++)
 							echo_rearm(es.all[j]);
