@@ -32,7 +32,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage:\n"
-		"  %1$s sockets save PID [--fd N]... --to ADDR:PORT [--move-address IFACE] [--timeout MS]\n"
+		"  %1$s sockets save PID [--fd N]... --to ADDR:PORT [--move-address IFACE] [--timeout MS] [--drain MS]\n"
 		"  %1$s sockets save PID [--fd N]... -o FILE\n"
 		"  %1$s sockets restore (--listen ADDR:PORT | FILE) [--take-address IFACE] [--timeout MS] -- CMD [ARGS...]\n"
 		"  %1$s sockets show FILE [--json]\n"
@@ -40,6 +40,10 @@ static void usage(FILE *f)
 		"save --to moves the sockets (all TCP and UDP sockets of PID, or the --fd ones)\n"
 		"to the node where 'restore --listen' waits; CMD starts there with them at\n"
 		"their fd numbers. --move-address IFACE moves their addresses along.\n"
+		"Listeners move too: new connection attempts are held while the application\n"
+		"accepts what waits in the queue (--drain MS, default 2000), and the\n"
+		"connections it accepts meanwhile move with it. CMD finds the fd numbers\n"
+		"of the sockets it got in $SOCKMIG_FDS (space-separated).\n"
 		"save -o writes a snapshot and leaves the process its sockets.\n",
 		prog_name);
 }
@@ -116,6 +120,7 @@ static int save_main(int argc, char *argv[])
 		{ "output", required_argument, NULL, 'o' },
 		{ "move-address", required_argument, NULL, 'm' },
 		{ "timeout", required_argument, NULL, 'T' },
+		{ "drain", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
@@ -127,7 +132,7 @@ static int save_main(int argc, char *argv[])
 	int c, r;
 	unsigned long v, pid;
 
-	while ((c = getopt_long(argc, argv, "f:t:o:m:T:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "f:t:o:m:T:D:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
 			if (!parse_uint(optarg, INT_MAX, &v)) {
@@ -160,6 +165,13 @@ static int save_main(int argc, char *argv[])
 				return 1;
 			}
 			o.timeout_ms = (unsigned)v;
+			break;
+		case 'D':
+			if (!parse_uint(optarg, 3600000, &v) || v == 0) {
+				cli_err("sockets save: --drain takes milliseconds, not '%s'", optarg);
+				return 1;
+			}
+			o.drain_ms = (unsigned)v;
 			break;
 		case 'h':
 			usage(stdout);
@@ -266,6 +278,21 @@ static int exec_with(struct sockmig_restored *rs, char *argv[])
 		}
 		close(rs->socks[i].fd);
 		rs->socks[i].fd = high;
+	}
+	{
+		/* Like systemd's LISTEN_FDS: the program learns what it got,
+		 * including connections accepted while the listeners drained. */
+		size_t size = rs->n * 12 + 1, len = 0;
+		_cleanup_free_ char *list = malloc(size);
+
+		if (!list) {
+			cli_err("sockets restore: out of memory");
+			return 1;
+		}
+		list[0] = '\0';
+		for (size_t i = 0; i < rs->n; i++)
+			len += (size_t)snprintf(list + len, size - len, "%s%d", i ? " " : "", rs->socks[i].target_fd);
+		setenv("SOCKMIG_FDS", list, 1);
 	}
 	for (size_t i = 0; i < rs->n; i++) {
 		if (dup2(rs->socks[i].fd, rs->socks[i].target_fd) < 0) {

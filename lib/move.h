@@ -62,6 +62,8 @@ struct sm_move_sock {
 	uint8_t *rcvq; /* owned */
 	struct sockmig_udp_state udp;
 	struct sockmig_udp_queue *udpq; /* owned */
+	bool listener;                  /* TCP LISTEN: lst, not tcp */
+	struct sockmig_tcp_listener_state lst;
 	int fd;        /* S: our handle on the original; D: the restored socket */
 };
 

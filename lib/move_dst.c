@@ -79,6 +79,29 @@ static int arm(struct dst *d)
 	return r;
 }
 
+/* Connections blocked whole, listeners only for SYNs (as on S). */
+static int block(struct dst *d, bool on)
+{
+	_cleanup_free_ struct sockmig_flow *cf = calloc(d->m.n_socks + 1, sizeof(*cf));
+	_cleanup_free_ struct sockmig_flow *lf = calloc(d->m.n_socks + 1, sizeof(*lf));
+	size_t nc = 0, nl = 0;
+	int r = 0;
+
+	if (!cf || !lf)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->m.n_socks; i++) {
+		if (d->m.socks[i].listener)
+			lf[nl++] = d->flows[i];
+		else
+			cf[nc++] = d->flows[i];
+	}
+	if (nc)
+		r = on ? sockmig_flow_freeze(d->lock, cf, nc) : sockmig_flow_thaw(d->lock, cf, nc);
+	if (r >= 0 && nl)
+		r = on ? sockmig_flow_freeze_syn(d->lock, lf, nl) : sockmig_flow_thaw_syn(d->lock, lf, nl);
+	return r;
+}
+
 static int prepare(struct dst *d)
 {
 	const struct sm_move_header *h = &d->m.hdr;
@@ -103,7 +126,7 @@ static int prepare(struct dst *d)
 	 * reaches D before its socket exists must not draw an RST. */
 	r = arm(d);
 	if (r >= 0)
-		r = sockmig_flow_freeze(d->lock, d->flows, d->m.n_socks);
+		r = block(d, true);
 	if (r < 0)
 		return r;
 	d->frozen = true;
@@ -162,7 +185,10 @@ static int finish(struct dst *d, const struct sockmig_flow_capture *caps, size_t
 	for (size_t i = 0; i < d->m.n_socks; i++) {
 		struct sm_move_sock *s = &d->m.socks[i];
 
-		if (s->proto == IPPROTO_TCP) {
+		if (s->listener) {
+			r = sockmig_tcp_listener_restore(&s->lst, &s->fd);
+			d->st.n_tcp++;
+		} else if (s->proto == IPPROTO_TCP) {
 			r = sockmig_tcp_restore(&s->tcp, s->sndq, s->rcvq, restore_snd_una(s, caps, n_caps), &s->fd);
 			d->st.n_tcp++;
 		} else {
@@ -196,7 +222,7 @@ static int finish(struct dst *d, const struct sockmig_flow_capture *caps, size_t
 	 * waits until the sockets run. The shorter this step, the smaller the
 	 * window in which a datagram from the wire can overtake one still
 	 * waiting in the capture. */
-	r = sockmig_flow_thaw(d->lock, d->flows, d->m.n_socks);
+	r = block(d, false);
 	if (r < 0)
 		return r;
 	d->frozen = false;
@@ -207,7 +233,7 @@ static int finish(struct dst *d, const struct sockmig_flow_capture *caps, size_t
 	for (size_t i = 0; i < d->m.n_socks; i++) {
 		struct sm_move_sock *s = &d->m.socks[i];
 
-		if (s->proto != IPPROTO_TCP)
+		if (s->proto != IPPROTO_TCP || s->listener)
 			continue;
 		r = sockmig_tcp_resume(s->fd, &s->tcp);
 		if (r < 0)
@@ -226,7 +252,8 @@ static void discard(struct dst *d)
 
 		if (s->fd < 0)
 			continue;
-		if (s->proto != IPPROTO_TCP || sockmig_tcp_discard(s->fd) < 0)
+		/* A listener with an empty queue sends nothing when closed. */
+		if (s->proto != IPPROTO_TCP || s->listener || sockmig_tcp_discard(s->fd) < 0)
 			close(s->fd);
 		s->fd = -1;
 	}

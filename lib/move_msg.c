@@ -185,7 +185,15 @@ static int add_sock(struct sm_move_msg *m, uint16_t type, const uint8_t *p, size
 	s = &m->socks[m->n_socks];
 	memset(s, 0, sizeof(*s));
 	s->fd = -1;
-	if (type == SM_SEC_TCP_SOCKET) {
+	if (type == SM_SEC_TCP_LISTENER) {
+		r = sm_sock_decode_listener(p, len, off, &s->id, &s->lst);
+		if (r < 0)
+			return r;
+		s->proto = IPPROTO_TCP;
+		s->listener = true;
+		s->flow.proto = IPPROTO_TCP;
+		sm_ep_wire(&s->lst.local, &s->flow.local);
+	} else if (type == SM_SEC_TCP_SOCKET) {
 		const uint8_t *sndq, *rcvq;
 
 		r = sm_sock_decode_tcp(p, len, off, &s->id, &s->tcp, &sndq, &rcvq);
@@ -275,6 +283,7 @@ int sm_move_msg_read(struct sm_image_reader *r, struct sm_move_msg *ret)
 			k = decode_status(data, len, off, &m);
 			break;
 		case SM_SEC_TCP_SOCKET:
+		case SM_SEC_TCP_LISTENER:
 		case SM_SEC_UDP_SOCKET:
 			k = add_sock(&m, type, data, len, off);
 			break;
@@ -392,6 +401,12 @@ int sockmig_sockets_image_read(int fd, struct sockmig_sockets_image **ret)
 		o->fd = s->id;
 		o->proto = s->proto;
 		o->tcp = s->tcp;
+		if (s->listener) {
+			o->tcp.state = 10; /* TCP_LISTEN */
+			o->tcp.family = s->lst.family;
+			o->tcp.local = s->lst.local;
+			o->backlog = s->lst.backlog;
+		}
 		o->udp = s->udp;
 		if (s->udpq) {
 			o->udp_queued = s->udpq->count;

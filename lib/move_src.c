@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #include "flow.h"
@@ -177,6 +178,148 @@ static int add_sock(struct src *s, int fd, uint8_t proto, int local)
 	return 0;
 }
 
+static bool tcp_state_movable(int state)
+{
+	switch (state) {
+	case TCP_ESTABLISHED:
+	case TCP_SYN_SENT:
+	case TCP_FIN_WAIT1:
+	case TCP_FIN_WAIT2:
+	case TCP_CLOSE_WAIT:
+	case TCP_LAST_ACK:
+	case TCP_CLOSING:
+	case TCP_LISTEN:
+		return true;
+	}
+	return false;
+}
+
+/* Take our handle `local` on the process's fd into the move, with its flow. */
+static int add_movable(struct src *s, int fd, int local, const struct sockmig_fd_info *info)
+{
+	struct sockmig_flow *f;
+	int r;
+
+	r = add_sock(s, fd, info->kind == SOCKMIG_FD_TCP ? IPPROTO_TCP : IPPROTO_UDP, local);
+	if (r < 0) {
+		close(local);
+		return r;
+	}
+	f = &s->flows[s->n - 1];
+	s->socks[s->n - 1].listener = info->tcp_state == TCP_LISTEN;
+	r = sm_move_flow_of_fd(local, s->socks[s->n - 1].proto, f);
+	/* In SYN_SENT there is no peer name yet; sock_diag knows the peer. */
+	if (r >= 0 && info->tcp_state == TCP_SYN_SENT) {
+		struct sockmig_endpoint peer;
+
+		r = sm_diag_tcp_peer(local, info->family, f->local.port, 1u << TCP_SYN_SENT, &peer);
+		if (r >= 0)
+			sm_ep_wire(&peer, &f->remote);
+	}
+	if (r < 0)
+		return sm_fail(r, "pid %d fd %d: cannot read its addresses: %s", (int)sockmig_proc_pid(s->proc), fd,
+			       strerror(-r));
+	s->socks[s->n - 1].flow = *f;
+	return 0;
+}
+
+static bool have_fd(const struct src *s, int fd)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->socks[i].id == (uint32_t)fd)
+			return true;
+	return false;
+}
+
+static bool port_of_listener(const struct src *s, const struct sockmig_flow *f)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		const struct sockmig_flow *l = &s->socks[i].flow;
+
+		if (s->socks[i].listener && l->local.port == f->local.port &&
+		    (addr_is_any(&l->local) ||
+		     (l->local.family == f->local.family &&
+		      !memcmp(l->local.addr, f->local.addr, l->local.family == AF_INET ? 4 : 16))))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Listeners: hold new connection attempts (captured, for D), then let the
+ * application, still running, accept everything that waits and finish the
+ * handshakes in progress. The connections it accepts meanwhile are new fds:
+ * they move too.
+ */
+static int drain_listeners(struct src *s)
+{
+	uint64_t deadline = sm_now_ns() + (uint64_t)(s->o->drain_ms ? s->o->drain_ms : 2000) * 1000000ull;
+	_cleanup_free_ struct sockmig_flow *lf = calloc(s->n, sizeof(*lf));
+	_cleanup_free_ int *fds = NULL;
+	size_t nl = 0, n_fds = 0;
+	int r;
+
+	if (!lf)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n; i++)
+		if (s->socks[i].listener)
+			lf[nl++] = s->flows[i];
+	if (!nl)
+		return 0;
+	r = sockmig_flow_freeze_syn(s->lock, lf, nl);
+	if (r < 0)
+		return r;
+	for (;;) {
+		uint32_t busy = 0, busy_fd = 0;
+		struct timespec pause = { 0, 500000 };
+
+		for (size_t i = 0; i < s->n; i++) {
+			uint32_t q = 0, p = 0;
+
+			if (!s->socks[i].listener)
+				continue;
+			if (sockmig_tcp_listener_queue(s->socks[i].fd, &q, NULL) < 0 ||
+			    sockmig_listener_pending(&s->flows[i], &p) < 0)
+				return -EIO;
+			if (q + p) {
+				busy = q + p;
+				busy_fd = s->socks[i].id;
+			}
+		}
+		if (!busy)
+			break;
+		if (sm_now_ns() > deadline)
+			return sm_fail(-EBUSY, "pid %d fd %u: %u connections wait in its listen queue and the application did not accept them within %u ms",
+				       (int)sockmig_proc_pid(s->proc), busy_fd, busy,
+				       s->o->drain_ms ? s->o->drain_ms : 2000);
+		/* No event tells when an application accepts: poll, bounded. */
+		nanosleep(&pause, NULL);
+	}
+	sm_debug("move src: listeners drained");
+	r = sockmig_proc_fd_list(s->proc, &fds, &n_fds);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < n_fds; i++) {
+		struct sockmig_fd_info info;
+		struct sockmig_flow f;
+		int local;
+
+		if (have_fd(s, fds[i]) || sockmig_proc_fd_get(s->proc, fds[i], &local) < 0)
+			continue;
+		if (sockmig_fd_describe(local, fds[i], &info) < 0 || info.kind != SOCKMIG_FD_TCP ||
+		    info.tcp_state == TCP_LISTEN || !tcp_state_movable(info.tcp_state) ||
+		    sm_move_flow_of_fd(local, IPPROTO_TCP, &f) < 0 || !port_of_listener(s, &f)) {
+			close(local);
+			continue;
+		}
+		r = add_movable(s, fds[i], local, &info);
+		if (r < 0)
+			return r;
+		s->hdr.n_sockets++;
+	}
+	return 0;
+}
+
 /* Everything that can be refused is refused here, before anything changes. */
 static int preflight(struct src *s, pid_t pid)
 {
@@ -207,9 +350,9 @@ static int preflight(struct src *s, pid_t pid)
 			close(local);
 			return r;
 		}
-		if (info.kind == SOCKMIG_FD_TCP && info.tcp_state != TCP_ESTABLISHED) {
+		if (info.kind == SOCKMIG_FD_TCP && !tcp_state_movable(info.tcp_state)) {
 			close(local);
-			return sm_fail(-EOPNOTSUPP, "pid %d fd %d: a TCP socket in state %s cannot be moved yet (only ESTABLISHED)",
+			return sm_fail(-EOPNOTSUPP, "pid %d fd %d: a TCP socket in state %s cannot be moved",
 				       (int)pid, fds[i], sockmig_tcp_state_name(info.tcp_state));
 		}
 		if (info.kind != SOCKMIG_FD_TCP && info.kind != SOCKMIG_FD_UDP) {
@@ -221,15 +364,9 @@ static int preflight(struct src *s, pid_t pid)
 			return sm_fail(-EOPNOTSUPP, "pid %d fd %d is a %s, which cannot be moved", (int)pid, fds[i],
 				       sockmig_fd_kind_name(info.kind));
 		}
-		r = add_sock(s, fds[i], info.kind == SOCKMIG_FD_TCP ? IPPROTO_TCP : IPPROTO_UDP, local);
-		if (r < 0) {
-			close(local);
-			return r;
-		}
-		r = sm_move_flow_of_fd(local, s->socks[s->n - 1].proto, &s->flows[s->n - 1]);
+		r = add_movable(s, fds[i], local, &info);
 		if (r < 0)
-			return sm_fail(r, "pid %d fd %d: cannot read its addresses: %s", (int)pid, fds[i], strerror(-r));
-		s->socks[s->n - 1].flow = s->flows[s->n - 1];
+			return r;
 	}
 	if (s->n == 0)
 		return sm_fail(-ENOENT, "pid %d has no TCP or UDP socket to move", (int)pid);
@@ -239,6 +376,21 @@ static int preflight(struct src *s, pid_t pid)
 	if (s->o->ifname)
 		return find_addresses(s);
 	return 0;
+}
+
+/* Listeners are already held to SYNs only: their established connections
+ * have flows of their own. */
+static int freeze_connections(struct src *s)
+{
+	_cleanup_free_ struct sockmig_flow *cf = calloc(s->n ? s->n : 1, sizeof(*cf));
+	size_t nc = 0;
+
+	if (!cf)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n; i++)
+		if (!s->socks[i].listener)
+			cf[nc++] = s->flows[i];
+	return nc ? sockmig_flow_freeze(s->lock, cf, nc) : 0;
 }
 
 static int freeze_and_save(struct src *s)
@@ -252,7 +404,13 @@ static int freeze_and_save(struct src *s)
 	r = sockmig_flowlock_new(SOCKMIG_FLOWLOCK_CAPTURE, s->cap, &s->lock);
 	if (r < 0)
 		return r;
-	r = sockmig_flow_freeze(s->lock, s->flows, s->n);
+	r = drain_listeners(s);
+	/* Connections accepted while draining may use further addresses. */
+	if (r >= 0 && s->o->ifname)
+		r = find_addresses(s);
+	if (r < 0)
+		return r;
+	r = freeze_connections(s);
 	if (r < 0)
 		return r;
 	s->t_frozen = t = sm_now_ns();
@@ -263,7 +421,10 @@ static int freeze_and_save(struct src *s)
 	for (size_t i = 0; i < s->n; i++) {
 		struct sm_move_sock *m = &s->socks[i];
 
-		if (m->proto == IPPROTO_TCP) {
+		if (m->listener) {
+			r = sockmig_tcp_listener_save(m->fd, &m->lst);
+			s->st.n_tcp++;
+		} else if (m->proto == IPPROTO_TCP) {
 			r = sockmig_tcp_save(m->fd, &m->tcp);
 			if (r < 0)
 				return sm_fail(r, "pid %d fd %u: %s", (int)s->hdr.pid, m->id, sockmig_error());
@@ -296,7 +457,15 @@ static int write_sockets(struct src *s, struct sm_image_writer *w)
 	for (size_t i = 0; r >= 0 && i < s->n; i++) {
 		struct sm_move_sock *m = &s->socks[i];
 
-		if (m->proto == IPPROTO_TCP)
+		if (m->listener) {
+			struct sm_buf b;
+
+			sm_buf_init(&b);
+			r = sm_sock_encode_listener(&b, m->id, &m->lst);
+			if (r >= 0)
+				r = sm_image_write_buf(w, SM_SEC_TCP_LISTENER, &b);
+			sm_buf_free(&b);
+		} else if (m->proto == IPPROTO_TCP)
 			r = sm_sock_image_write_tcp(w, m->id, &m->tcp, m->sndq, m->rcvq);
 		else
 			r = sm_sock_image_write_udp(w, m->id, &m->udp, m->udpq);
@@ -327,7 +496,7 @@ static int rollback(struct src *s)
 	for (size_t i = 0; i < s->n; i++) {
 		struct sm_move_sock *m = &s->socks[i];
 
-		if (m->proto == IPPROTO_TCP && m->fd >= 0) {
+		if (m->proto == IPPROTO_TCP && !m->listener && m->fd >= 0) {
 			k = sockmig_tcp_repair_off(m->fd, m->tcp.family ? &m->tcp : NULL);
 			if (k < 0 && !r)
 				r = k;
@@ -362,7 +531,7 @@ static void commit(struct src *s)
 
 		if (m->fd < 0)
 			continue;
-		if (sm_sock_destroy(m->fd, m->proto) < 0 && m->proto == IPPROTO_TCP)
+		if (sm_sock_destroy(m->fd, m->proto) < 0 && m->proto == IPPROTO_TCP && !m->listener)
 			sockmig_tcp_discard(m->fd); /* at least silent */
 		else
 			close(m->fd);

@@ -13,6 +13,7 @@
 /* Section types of the socket engine (docs/socket-engine.md). */
 enum {
 	SM_SEC_TCP_SOCKET = 0x0101,
+	SM_SEC_TCP_LISTENER = 0x0102,
 	SM_SEC_UDP_SOCKET = 0x0201,
 };
 
@@ -65,6 +66,11 @@ int sm_sock_image_write_udp(struct sm_image_writer *w, uint32_t id, const struct
  * in fd's own network namespace: for SYN_SENT, where getpeername() fails. */
 int sm_diag_tcp_peer(int fd, int family, uint16_t local_port, uint32_t states,
 		     struct sockmig_endpoint *ret);
+
+/* Listener sections (SM_SEC_TCP_LISTENER). */
+int sm_sock_encode_listener(struct sm_buf *b, uint32_t id, const struct sockmig_tcp_listener_state *st);
+int sm_sock_decode_listener(const uint8_t *data, size_t len, uint64_t image_off, uint32_t *ret_id,
+			    struct sockmig_tcp_listener_state *ret);
 
 /* setsockopt of an int; -errno with the sentence recorded. */
 int sm_setsockopt_int(int fd, int level, int name, int val, const char *what);

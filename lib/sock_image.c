@@ -410,3 +410,64 @@ int sm_sock_image_write_udp(struct sm_image_writer *w, uint32_t id, const struct
 	sm_buf_free(&b);
 	return r;
 }
+
+/* ---- TCP listeners (section 0x0102) ---- */
+
+int sm_sock_encode_listener(struct sm_buf *b, uint32_t id, const struct sockmig_tcp_listener_state *st)
+{
+	sm_buf_put_u8(b, SOCK_IMAGE_VERSION);
+	sm_buf_put_u8(b, st->family);
+	sm_buf_put_u16(b, 0);
+	sm_buf_put_u32(b, id);
+	sm_buf_put_u32(b, st->flags);
+	put_ep(b, &st->local);
+	sm_buf_put_u32(b, st->backlog);
+	sm_buf_put_u32(b, st->acceptq);
+	sm_buf_put_u32(b, st->defer_accept);
+	sm_buf_put_u32(b, st->fastopen_qlen);
+	put_opts(b, &st->sockopts);
+	if (b->err)
+		return sm_fail(b->err, "TCP listener %u: out of memory encoding its image section", id);
+	return 0;
+}
+
+int sm_sock_decode_listener(const uint8_t *data, size_t len, uint64_t image_off, uint32_t *ret_id,
+			    struct sockmig_tcp_listener_state *ret)
+{
+	struct sockmig_tcp_listener_state st = { 0 };
+	struct sm_cursor c;
+	uint32_t id;
+	uint8_t ver;
+
+	sm_cursor_init(&c, data, len, image_off);
+	ver = sm_cur_u8(&c);
+	st.family = sm_cur_u8(&c);
+	sm_cur_u16(&c);
+	id = sm_cur_u32(&c);
+	st.flags = sm_cur_u32(&c);
+	if (c.err)
+		return sm_cur_check(&c, "TCP listener section", 0);
+	if (ver != SOCK_IMAGE_VERSION)
+		return sm_cur_fail(&c, "TCP listener section", "version %u, this sockmig reads %u", ver,
+				   SOCK_IMAGE_VERSION);
+	if (st.family != AF_INET && st.family != AF_INET6)
+		return sm_cur_fail(&c, "TCP listener section", "address family %u", st.family);
+	if (get_ep(&c, &st.local) < 0 || st.local.family == 0)
+		return c.err ? sm_cur_check(&c, "TCP listener section", 0) :
+			       sm_cur_fail(&c, "TCP listener section", "bad local address");
+	st.backlog = sm_cur_u32(&c);
+	st.acceptq = sm_cur_u32(&c);
+	st.defer_accept = sm_cur_u32(&c);
+	st.fastopen_qlen = sm_cur_u32(&c);
+	if (get_opts(&c, &st.sockopts) < 0)
+		return c.err && c.recorded ? c.err :
+		       c.err ? sm_cur_check(&c, "TCP listener section", 0) :
+			       sm_cur_fail(&c, "TCP listener section", "bad socket options");
+	if (st.backlog > 65535)
+		return sm_cur_fail(&c, "TCP listener section", "backlog %u", st.backlog);
+	if (sm_cur_check(&c, "TCP listener section", 1) < 0)
+		return -EBADMSG;
+	*ret_id = id;
+	*ret = st;
+	return 0;
+}

@@ -32,6 +32,12 @@
  * connections as if nothing happened. D discards what it made (silently) and
  * gives the address up.
  *
+ * Listeners move too. Before the freeze, new connection attempts (SYNs) are
+ * held (captured, replayed on D, where the new listener answers them) while
+ * the application, still running, accepts what waits in the queue; the
+ * connections it accepts meanwhile move with it. If it does not empty the
+ * queue within drain_ms, the move is refused and nothing changes.
+ *
  * The process keeps running after the move, without the moved sockets: they
  * are destroyed on S (a read or write on them fails with ECONNABORTED). Moving
  * the process itself is the job of process checkpoint/restore.
@@ -61,6 +67,9 @@ struct sockmig_move_opts {
 	const char *ifname;
 	/* Longest wait for the other side at each step; 0: 10 s. */
 	unsigned timeout_ms;
+	/* Listeners: how long the application may take to accept the
+	 * connections waiting in their queues before the freeze; 0: 2 s. */
+	unsigned drain_ms;
 };
 
 struct sockmig_move_stats {
@@ -114,6 +123,7 @@ struct sockmig_image_sock {
 	uint32_t udp_queued;          /* datagrams in its receive queue */
 	uint64_t udp_queued_bytes;
 	uint32_t captured;            /* packets captured during the freeze */
+	uint32_t backlog;             /* a listener's (tcp.state is LISTEN) */
 };
 
 struct sockmig_image_addr {

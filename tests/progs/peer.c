@@ -10,6 +10,8 @@
  *	once they have all closed. --corrupt-after N (self-check only) flips
  *	the byte at offset N of the first connection that gets that far.
  *   peer udp-echo (--bind ADDR:PORT | --fd N)... [--drop-after N]
+ *	(--fd env, for either echo: every fd listed in $SOCKMIG_FDS, as
+ *	`sockmig sockets restore` sets it; TCP and UDP alike)
  *	Sends every datagram back to its sender. --drop-after N (self-check
  *	only) silently drops datagram number N (from 0) of a socket.
  *	Both echo servers print "ready" once serving. SIGUSR1 quiesces (a
@@ -595,6 +597,28 @@ static int echo_main(int argc, char **argv, bool udp)
 			if (!udp && listen(fd, 4096) < 0)
 				die("cannot listen on %s: %m", v);
 			echo_add(fd, udp ? EK_UDP : EK_LISTEN);
+		} else if (!strcmp(o, "--fd") && !strcmp(v, "env")) {
+			/* every fd that sockmig sockets restore handed over */
+			const char *list = getenv("SOCKMIG_FDS");
+			char *end;
+
+			if (!list)
+				die("--fd env: SOCKMIG_FDS is not set");
+			for (const char *q = list; *q; q = end) {
+				int fd = (int)strtol(q, &end, 10), type;
+
+				if (end == q)
+					die("--fd env: bad SOCKMIG_FDS '%s'", list);
+				while (*end == ' ')
+					end++;
+				type = sock_int(fd, SOL_SOCKET, SO_TYPE);
+				if (type == SOCK_DGRAM)
+					echo_add(fd, EK_UDP);
+				else if (type == SOCK_STREAM)
+					echo_add(fd, sock_int(fd, SOL_SOCKET, SO_ACCEPTCONN) > 0 ? EK_LISTEN : EK_TCP);
+				else
+					die("--fd env: fd %d is not a TCP or UDP socket", fd);
+			}
 		} else if (!strcmp(o, "--fd")) {
 			int fd = (int)parse_size(o, v), type = sock_int(fd, SOL_SOCKET, SO_TYPE);
 
