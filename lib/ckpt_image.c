@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Process image sections: encoders and the checked reader. The byte layout
+ * is docs/checkpoint.md; keep the two in step. Every value read from an
+ * image is untrusted: lengths are bounded before use, addresses are checked
+ * to be page-aligned and ordered, and a PAGES run must lie inside a mapping.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "ckpt.h"
+#include "util.h"
+
+void ckpt_image_free(struct ckpt_image *im)
+{
+	if (!im)
+		return;
+	for (size_t i = 0; i < im->n_vmas; i++)
+		free(im->vmas[i].path);
+	free(im->vmas);
+	free(im->vdso);
+	im->vmas = NULL;
+	im->n_vmas = 0;
+	im->vdso = NULL;
+}
+
+static void put_str(struct sm_buf *b, const char *s)
+{
+	sm_buf_put_blob(b, s, s ? strlen(s) : 0);
+}
+
+int ckpt_write_info(struct sm_image_writer *w, const struct ckpt_info *in)
+{
+	struct sm_buf b;
+	int r;
+
+	sm_buf_init(&b);
+	sm_buf_put_u32(&b, in->pid);
+	put_str(&b, in->comm);
+	sm_buf_put_u64(&b, in->xfeatures);
+	r = sm_image_write_buf(w, CKPT_SEC_INFO, &b);
+	sm_buf_free(&b);
+	return r;
+}
+
+int ckpt_write_mm(struct sm_image_writer *w, const struct ckpt_mm *mm)
+{
+	const uint64_t f[] = { mm->start_code, mm->end_code, mm->start_data, mm->end_data,
+			       mm->start_brk,  mm->brk,      mm->start_stack, mm->arg_start,
+			       mm->arg_end,    mm->env_start, mm->env_end };
+	struct sm_buf b;
+	int r;
+
+	sm_buf_init(&b);
+	for (size_t i = 0; i < ARRAY_SIZE(f); i++)
+		sm_buf_put_u64(&b, f[i]);
+	sm_buf_put_blob(&b, mm->auxv, mm->auxv_len);
+	put_str(&b, mm->exe);
+	r = sm_image_write_buf(w, CKPT_SEC_MM, &b);
+	sm_buf_free(&b);
+	return r;
+}
+
+int ckpt_write_vmas(struct sm_image_writer *w, const struct ckpt_vma *v, size_t n)
+{
+	struct sm_buf b;
+	int r;
+
+	sm_buf_init(&b);
+	sm_buf_put_u32(&b, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		sm_buf_put_u64(&b, v[i].start);
+		sm_buf_put_u64(&b, v[i].end);
+		sm_buf_put_u64(&b, v[i].pgoff);
+		sm_buf_put_u32(&b, v[i].prot);
+		sm_buf_put_u32(&b, v[i].flags);
+		put_str(&b, v[i].path);
+	}
+	r = sm_image_write_buf(w, CKPT_SEC_VMAS, &b);
+	sm_buf_free(&b);
+	return r;
+}
+
+int ckpt_write_thread(struct sm_image_writer *w, const struct ckpt_thread *t)
+{
+	struct sm_buf b;
+	int r;
+
+	sm_buf_init(&b);
+	sm_buf_put_u32(&b, t->tid);
+	for (int i = 0; i < CKPT_NREGS; i++)
+		sm_buf_put_u64(&b, t->regs[i]);
+	sm_buf_put_u64(&b, t->sigmask);
+	sm_buf_put_u64(&b, t->rseq_ptr);
+	sm_buf_put_u32(&b, t->rseq_len);
+	sm_buf_put_u32(&b, t->rseq_sig);
+	sm_buf_put_blob(&b, t->xstate, t->xstate_len);
+	r = sm_image_write_buf(w, CKPT_SEC_THREAD, &b);
+	sm_buf_free(&b);
+	return r;
+}
+
+int ckpt_write_stdio(struct sm_image_writer *w, const struct ckpt_stdio s[3])
+{
+	struct sm_buf b;
+	int r;
+
+	sm_buf_init(&b);
+	for (int i = 0; i < 3; i++) {
+		sm_buf_put_u32(&b, s[i].kind);
+		sm_buf_put_u32(&b, s[i].flags);
+		sm_buf_put_u64(&b, s[i].pos);
+		put_str(&b, s[i].path);
+	}
+	r = sm_image_write_buf(w, CKPT_SEC_STDIO, &b);
+	sm_buf_free(&b);
+	return r;
+}
+
+int ckpt_write_vdso(struct sm_image_writer *w, const void *p, size_t len)
+{
+	return sm_image_write_section(w, CKPT_SEC_VDSO, p, len);
+}
+
+/* ---- reader ---- */
+
+/* A string blob into a fixed buffer; refuses what does not fit or holds a NUL. */
+static int cur_str(struct sm_cursor *c, const char *what, char *dst, size_t size)
+{
+	size_t n;
+	const uint8_t *p = sm_cur_blob(c, &n);
+
+	if (!p)
+		return sm_cur_check(c, what, 0);
+	if (n >= size || memchr(p, 0, n))
+		return sm_cur_fail(c, what, "a %zu-byte string is invalid here", n);
+	memcpy(dst, p, n);
+	dst[n] = 0;
+	return 0;
+}
+
+static int read_info(struct sm_cursor *c, struct ckpt_info *in)
+{
+	in->pid = sm_cur_u32(c);
+	if (cur_str(c, "process info", in->comm, sizeof(in->comm)) < 0)
+		return -EBADMSG;
+	in->xfeatures = sm_cur_u64(c);
+	return sm_cur_check(c, "process info", 0);
+}
+
+static int read_mm(struct sm_cursor *c, struct ckpt_mm *mm)
+{
+	uint64_t *f[] = { &mm->start_code, &mm->end_code, &mm->start_data, &mm->end_data,
+			  &mm->start_brk,  &mm->brk,      &mm->start_stack, &mm->arg_start,
+			  &mm->arg_end,    &mm->env_start, &mm->env_end };
+	const uint8_t *p;
+	size_t n;
+
+	for (size_t i = 0; i < ARRAY_SIZE(f); i++)
+		*f[i] = sm_cur_u64(c);
+	p = sm_cur_blob(c, &n);
+	if (!p)
+		return sm_cur_check(c, "process mm", 0);
+	if (n > sizeof(mm->auxv) || n % 16)
+		return sm_cur_fail(c, "process mm", "auxv of %zu bytes is invalid", n);
+	memcpy(mm->auxv, p, n);
+	mm->auxv_len = (uint32_t)n;
+	if (cur_str(c, "process mm", mm->exe, sizeof(mm->exe)) < 0)
+		return -EBADMSG;
+	return sm_cur_check(c, "process mm", 0);
+}
+
+static int read_vmas(struct sm_cursor *c, struct ckpt_image *im)
+{
+	uint32_t n = sm_cur_u32(c);
+	uint64_t prev_end = 0;
+
+	if (c->err)
+		return sm_cur_check(c, "process mappings", 0);
+	if (n > CKPT_MAX_VMAS || (size_t)n * 36 > sm_cur_remaining(c))
+		return sm_cur_fail(c, "process mappings", "%u mappings cannot be right", n);
+	im->vmas = calloc(n ? n : 1, sizeof(*im->vmas));
+	if (!im->vmas)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		struct ckpt_vma *v = &im->vmas[i];
+		const uint8_t *p;
+		size_t len;
+
+		v->start = sm_cur_u64(c);
+		v->end = sm_cur_u64(c);
+		v->pgoff = sm_cur_u64(c);
+		v->prot = sm_cur_u32(c);
+		v->flags = sm_cur_u32(c);
+		p = sm_cur_blob(c, &len);
+		if (!p)
+			return sm_cur_check(c, "process mappings", 0);
+		im->n_vmas = i + 1;
+		if (v->start % CKPT_PAGE || v->end % CKPT_PAGE || v->start >= v->end || v->start < prev_end ||
+		    v->pgoff % CKPT_PAGE || (v->prot & ~(uint32_t)(PROT_READ | PROT_WRITE | PROT_EXEC)))
+			return sm_cur_fail(c, "process mappings", "mapping %u (%#llx-%#llx) is invalid", i,
+					   (unsigned long long)v->start, (unsigned long long)v->end);
+		prev_end = v->end;
+		if (len) {
+			if (len >= 4096 || memchr(p, 0, len))
+				return sm_cur_fail(c, "process mappings", "mapping %u has an invalid path", i);
+			v->path = strndup((const char *)p, len);
+			if (!v->path)
+				return -ENOMEM;
+		}
+	}
+	return sm_cur_check(c, "process mappings", 0);
+}
+
+static int read_thread(struct sm_cursor *c, struct ckpt_thread *t)
+{
+	const uint8_t *p;
+	size_t n;
+
+	t->tid = sm_cur_u32(c);
+	for (int i = 0; i < CKPT_NREGS; i++)
+		t->regs[i] = sm_cur_u64(c);
+	t->sigmask = sm_cur_u64(c);
+	t->rseq_ptr = sm_cur_u64(c);
+	t->rseq_len = sm_cur_u32(c);
+	t->rseq_sig = sm_cur_u32(c);
+	p = sm_cur_blob(c, &n);
+	if (!p)
+		return sm_cur_check(c, "thread state", 0);
+	if (n > sizeof(t->xstate) || n < 576)
+		return sm_cur_fail(c, "thread state", "an xstate of %zu bytes is invalid", n);
+	memcpy(t->xstate, p, n);
+	t->xstate_len = (uint32_t)n;
+	return sm_cur_check(c, "thread state", 0);
+}
+
+static int read_stdio(struct sm_cursor *c, struct ckpt_stdio s[3])
+{
+	for (int i = 0; i < 3; i++) {
+		s[i].kind = sm_cur_u32(c);
+		s[i].flags = sm_cur_u32(c);
+		s[i].pos = sm_cur_u64(c);
+		if (cur_str(c, "standard fds", s[i].path, sizeof(s[i].path)) < 0)
+			return -EBADMSG;
+		if (s[i].kind > CKPT_STDIO_OTHER)
+			return sm_cur_fail(c, "standard fds", "fd %d has unknown kind %u", i, s[i].kind);
+	}
+	return sm_cur_check(c, "standard fds", 0);
+}
+
+static const struct ckpt_vma *vma_containing(const struct ckpt_image *im, uint64_t a, uint64_t len)
+{
+	for (size_t i = 0; i < im->n_vmas; i++)
+		if (a >= im->vmas[i].start && a + len <= im->vmas[i].end && a + len > a)
+			return &im->vmas[i];
+	return NULL;
+}
+
+#define SEEN_VMAS (1u << (CKPT_SEC_VMAS - CKPT_SEC_INFO))
+#define SEEN_REQUIRED (0x7fu & ~(1u << (CKPT_SEC_PAGES - CKPT_SEC_INFO)))
+
+int ckpt_read_image(struct sm_image_reader *r, struct ckpt_image *im, ckpt_pages_fn fn, void *userdata)
+{
+	unsigned seen = 0;
+	int err;
+
+	memset(im, 0, sizeof(*im));
+	if (sm_image_reader_kind(r) != SM_IMAGE_KIND_PROCESS)
+		return sm_fail(-EINVAL, "image holds kind %u, not a process checkpoint", sm_image_reader_kind(r));
+	for (;;) {
+		const uint8_t *data;
+		struct sm_cursor c;
+		uint64_t off;
+		uint16_t type;
+		size_t len;
+
+		err = sm_image_next_section(r, &type, &data, &len, &off);
+		if (err <= 0)
+			break;
+		sm_cursor_init(&c, data, len, off);
+		switch (type) {
+		case CKPT_SEC_INFO:
+			err = read_info(&c, &im->info);
+			break;
+		case CKPT_SEC_MM:
+			err = read_mm(&c, &im->mm);
+			break;
+		case CKPT_SEC_VMAS:
+			err = (seen & SEEN_VMAS) ? sm_cur_fail(&c, "process mappings", "a second list")
+						 : read_vmas(&c, im);
+			break;
+		case CKPT_SEC_THREAD:
+			err = read_thread(&c, &im->thread);
+			break;
+		case CKPT_SEC_STDIO:
+			err = read_stdio(&c, im->stdio);
+			break;
+		case CKPT_SEC_VDSO:
+			free(im->vdso);
+			im->vdso = malloc(len ? len : 1);
+			if (!im->vdso) {
+				err = -ENOMEM;
+				break;
+			}
+			memcpy(im->vdso, data, len);
+			im->vdso_len = len;
+			err = 0;
+			break;
+		case CKPT_SEC_PAGES: {
+			uint64_t addr = sm_cur_u64(&c);
+			uint32_t npages = sm_cur_u32(&c);
+			const uint8_t *bytes;
+
+			(void)sm_cur_u32(&c);
+			if (!(seen & SEEN_VMAS)) {
+				err = sm_cur_fail(&c, "process pages", "pages before the list of mappings");
+				break;
+			}
+			if (npages == 0 || npages > CKPT_RUN_MAX_PAGES || addr % CKPT_PAGE ||
+			    sm_cur_remaining(&c) != npages * CKPT_PAGE) {
+				err = sm_cur_fail(&c, "process pages", "run of %u pages at %#llx is invalid", npages,
+						  (unsigned long long)addr);
+				break;
+			}
+			if (!vma_containing(im, addr, npages * CKPT_PAGE)) {
+				err = sm_cur_fail(&c, "process pages", "pages at %#llx lie outside every mapping",
+						  (unsigned long long)addr);
+				break;
+			}
+			bytes = sm_cur_bytes(&c, npages * CKPT_PAGE);
+			err = fn ? fn(addr, bytes, npages * CKPT_PAGE, userdata) : 0;
+			break;
+		}
+		default:
+			err = sm_image_unknown_section(r);
+			break;
+		}
+		if (err < 0)
+			break;
+		if (type >= CKPT_SEC_INFO && type <= CKPT_SEC_VDSO)
+			seen |= 1u << (type - CKPT_SEC_INFO);
+	}
+	/* Every section but PAGES is required (a process may have no page). */
+	if (err == 0 && (seen & SEEN_REQUIRED) != SEEN_REQUIRED)
+		err = sm_fail(-EBADMSG, "process image lacks a required section (present: %#x)", seen);
+	if (err < 0)
+		ckpt_image_free(im);
+	return err;
+}
