@@ -105,10 +105,12 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *ret)
 
 static void print_stats(FILE *f, const char *what, const struct sockmig_move_stats *st)
 {
-	fprintf(f, "%s %u sockets (%u TCP, %u UDP): frozen %.3f ms, saved in %.3f ms, restored in %.3f ms, "
-		   "%u queued datagrams, %u + %u captured packets replayed\n",
-		what, st->n_tcp + st->n_udp, st->n_tcp, st->n_udp, (double)st->frozen_ns / 1e6,
-		(double)st->save_ns / 1e6, (double)st->restore_ns / 1e6, st->udp_queued, st->captured_src,
+	fprintf(f, "%s %u sockets (%u TCP, %u UDP): ", what, st->n_tcp + st->n_udp, st->n_tcp, st->n_udp);
+	if (!strcmp(what, "restored"))
+		fprintf(f, "restored in %.3f ms", (double)st->restore_ns / 1e6);
+	else
+		fprintf(f, "frozen %.3f ms, saved in %.3f ms", (double)st->frozen_ns / 1e6, (double)st->save_ns / 1e6);
+	fprintf(f, ", %u queued datagrams, %u + %u captured packets replayed\n", st->udp_queued, st->captured_src,
 		st->captured_dst);
 }
 

@@ -11,7 +11,8 @@
  *	the byte at offset N of the first connection that gets that far.
  *   peer udp-echo (--bind ADDR:PORT | --fd N)... [--drop-after N]
  *	(--fd env, for either echo: every fd listed in $SOCKMIG_FDS, as
- *	`sockmig sockets restore` sets it; TCP and UDP alike)
+ *	`sockmig sockets restore` sets it; TCP and UDP alike. Either echo takes
+ *	--listen for TCP and --bind for UDP, so one process can serve both.)
  *	Sends every datagram back to its sender. --drop-after N (self-check
  *	only) silently drops datagram number N (from 0) of a socket.
  *	Both echo servers print "ready" once serving. SIGUSR1 quiesces (a
@@ -582,21 +583,24 @@ static int echo_main(int argc, char **argv, bool udp)
 		if (!v)
 			die("%s needs a value", o);
 		i++;
-		if ((!udp && !strcmp(o, "--listen")) || (udp && !strcmp(o, "--bind"))) {
+		if (!strcmp(o, "--listen") || !strcmp(o, "--bind")) {
+			/* Either echo serves both: --listen is TCP, --bind UDP, so
+			 * one process can hold both kinds. */
+			bool dgram = !strcmp(o, "--bind");
 			struct sockaddr_storage ss;
 			socklen_t sl;
 			int one = 1, fd;
 
 			parse_addr(v, &ss, &sl);
-			fd = socket(ss.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+			fd = socket(ss.ss_family, (dgram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
 			if (fd < 0)
 				die("socket: %m");
 			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 			if (bind(fd, (struct sockaddr *)&ss, sl) < 0)
 				die("cannot bind %s: %m", v);
-			if (!udp && listen(fd, 4096) < 0)
+			if (!dgram && listen(fd, 4096) < 0)
 				die("cannot listen on %s: %m", v);
-			echo_add(fd, udp ? EK_UDP : EK_LISTEN);
+			echo_add(fd, dgram ? EK_UDP : EK_LISTEN);
 		} else if (!strcmp(o, "--fd") && !strcmp(v, "env")) {
 			/* every fd that sockmig sockets restore handed over */
 			const char *list = getenv("SOCKMIG_FDS");
