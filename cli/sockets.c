@@ -103,6 +103,19 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *ret)
 	return true;
 }
 
+/* A positive number of milliseconds for `sockets WHAT --OPT`. */
+static bool parse_ms(const char *what, const char *opt, const char *arg, unsigned *ret)
+{
+	unsigned long v;
+
+	if (!parse_uint(arg, 3600000, &v) || v == 0) {
+		cli_err("sockets %s: --%s takes milliseconds, not '%s'", what, opt, arg);
+		return false;
+	}
+	*ret = (unsigned)v;
+	return true;
+}
+
 static void print_stats(FILE *f, const char *what, const struct sockmig_move_stats *st)
 {
 	fprintf(f, "%s %u sockets (%u TCP, %u UDP): ", what, st->n_tcp + st->n_udp, st->n_tcp, st->n_udp);
@@ -162,18 +175,12 @@ static int save_main(int argc, char *argv[])
 			o.ifname = optarg;
 			break;
 		case 'T':
-			if (!parse_uint(optarg, 3600000, &v) || v == 0) {
-				cli_err("sockets save: --timeout takes milliseconds, not '%s'", optarg);
+			if (!parse_ms("save", "timeout", optarg, &o.timeout_ms))
 				return 1;
-			}
-			o.timeout_ms = (unsigned)v;
 			break;
 		case 'D':
-			if (!parse_uint(optarg, 3600000, &v) || v == 0) {
-				cli_err("sockets save: --drain takes milliseconds, not '%s'", optarg);
+			if (!parse_ms("save", "drain", optarg, &o.drain_ms))
 				return 1;
-			}
-			o.drain_ms = (unsigned)v;
 			break;
 		case 'h':
 			usage(stdout);
@@ -323,7 +330,6 @@ static int restore_main(int argc, char *argv[])
 	struct sockmig_move_stats st = { 0 };
 	struct sockmig_restored *rs = NULL;
 	const char *listen_at = NULL, *file = NULL;
-	unsigned long v;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "+l:a:T:h", opts, NULL)) != -1) {
@@ -335,11 +341,8 @@ static int restore_main(int argc, char *argv[])
 			o.ifname = optarg;
 			break;
 		case 'T':
-			if (!parse_uint(optarg, 3600000, &v) || v == 0) {
-				cli_err("sockets restore: --timeout takes milliseconds, not '%s'", optarg);
+			if (!parse_ms("restore", "timeout", optarg, &o.timeout_ms))
 				return 1;
-			}
-			o.timeout_ms = (unsigned)v;
 			break;
 		case 'h':
 			usage(stdout);
