@@ -55,8 +55,16 @@ int sm_sock_destroy(int fd, uint8_t proto)
 	if (getsockname(fd, (struct sockaddr *)&l, &ll) < 0 || getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &cl) < 0)
 		return -errno;
 	if (getpeername(fd, (struct sockaddr *)&p, &pl) < 0) {
+		struct sockmig_endpoint peer;
+
 		memset(&p, 0, sizeof(p));
 		p.ss_family = l.ss_family;
+		/* SYN_SENT has no peer name yet, but the kernel finds the
+		 * socket only by its whole 4-tuple: sock_diag knows the peer. */
+		if (proto == IPPROTO_TCP &&
+		    sm_diag_tcp_peer(fd, l.ss_family, ntohs(((struct sockaddr_in *)&l)->sin_port), 1u << TCP_SYN_SENT,
+				     &peer) == 0)
+			sm_ep_to_sockaddr(&peer, &p);
 	}
 	nlh = mnl_nlmsg_put_header(buf);
 	nlh->nlmsg_type = SOCK_DESTROY;
@@ -531,10 +539,20 @@ static void commit(struct src *s)
 
 		if (m->fd < 0)
 			continue;
-		if (sm_sock_destroy(m->fd, m->proto) < 0 && m->proto == IPPROTO_TCP && !m->listener)
+		if (sm_sock_destroy(m->fd, m->proto) < 0 && m->proto == IPPROTO_TCP && !m->listener) {
 			sockmig_tcp_discard(m->fd); /* at least silent */
-		else
+		} else {
+			/* A destroyed UDP socket stays bound with its receive
+			 * queue: empty it, or the process would read again what
+			 * D now delivers (nothing new arrives: still blocked). */
+			for (int k = 0; m->proto == IPPROTO_UDP && k < 1 << 20; k++) {
+				/* the destroy's ECONNABORTED is reported once */
+				if (recv(m->fd, NULL, 0, MSG_DONTWAIT | MSG_TRUNC) < 0 && errno != ECONNABORTED &&
+				    errno != EINTR)
+					break;
+			}
 			close(m->fd);
+		}
 		m->fd = -1;
 	}
 	sockmig_flowlock_free(s->lock);

@@ -277,6 +277,9 @@ int sm_netns_enter_for_exec(int nsfd, const char *name)
 		flags = MS_RDONLY;
 	if (mount(name, "/sys", "sysfs", flags, NULL) < 0)
 		return sm_fail(-errno, "cannot mount /sys for network namespace '%s': %s", name, strerror(errno));
+	/* The fresh sysfs has an empty /sys/fs/cgroup; tools such as ss look
+	 * for cgroup2 there. Best effort: a machine without cgroup2 still works. */
+	mount("cgroup2", "/sys/fs/cgroup", "cgroup2", flags, NULL);
 	return 0;
 }
 
