@@ -13,6 +13,8 @@ extern const char *prog_name;
 
 int lab_main(int argc, char *argv[]);
 int sockets_main(int argc, char *argv[]);
+int checkpoint_main(int argc, char *argv[]);
+int ckpt_restore_main(int argc, char *argv[]);
 
 /* Print "sockmig: " + the formatted sentence + newline on stderr. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

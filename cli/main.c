@@ -18,6 +18,8 @@ static const struct {
 } subcommands[] = {
 	{ "lab", lab_main, "Make, use and remove a virtual cluster on this machine" },
 	{ "sockets", sockets_main, "Move the TCP and UDP sockets of a process to another node" },
+	{ "checkpoint", checkpoint_main, "Write a running process to an image file (and end it)" },
+	{ "restore", ckpt_restore_main, "Start a checkpointed process again from its image file" },
 };
 
 static void show_usage(FILE *f)

@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,12 +276,15 @@ static bool command_exists(const char *cmd)
 /* Put each socket at its old fd number and become CMD. */
 static int exec_with(struct sockmig_restored *rs, char *argv[])
 {
+	int above = 0;
+
+	for (size_t i = 0; i < rs->n; i++)
+		if (rs->socks[i].target_fd >= above)
+			above = rs->socks[i].target_fd + 1;
 	for (size_t i = 0; i < rs->n; i++) {
 		/* Out of the way of every target number first. */
-		int high = fcntl(rs->socks[i].fd, F_DUPFD_CLOEXEC, 100000);
+		int high = fcntl(rs->socks[i].fd, F_DUPFD_CLOEXEC, above);
 
-		if (high < 0)
-			high = fcntl(rs->socks[i].fd, F_DUPFD_CLOEXEC, 1024);
 		if (high < 0) {
 			cli_err("sockets restore: cannot move fd %d: %s", rs->socks[i].fd, strerror(errno));
 			return 1;
@@ -312,6 +316,7 @@ static int exec_with(struct sockmig_restored *rs, char *argv[])
 	}
 	fflush(stdout);
 	fflush(stderr);
+	signal(SIGPIPE, SIG_DFL);
 	execvp(argv[0], argv);
 	cli_err("sockets restore: cannot run %s: %s", argv[0], strerror(errno));
 	return 127;
@@ -326,7 +331,8 @@ static int restore_main(int argc, char *argv[])
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
-	struct sockmig_move_opts o = { 0 };
+	/* We exec the program next: teardown must not delay it. */
+	struct sockmig_move_opts o = { .cleanup_in_background = 1 };
 	struct sockmig_move_stats st = { 0 };
 	struct sockmig_restored *rs = NULL;
 	const char *listen_at = NULL, *file = NULL;
@@ -423,6 +429,9 @@ int sockets_show_main(int argc, char *argv[]);
 
 int sockets_main(int argc, char *argv[])
 {
+	/* A side that goes away must be a failed write we roll back from,
+	 * not a signal that kills us half-way. (Reset before exec.) */
+	signal(SIGPIPE, SIG_IGN);
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		usage(argc < 2 ? stderr : stdout);
 		return argc < 2;

@@ -430,9 +430,16 @@ int sockmig_capture_collect(struct sockmig_capture *c, const struct sockmig_flow
 	ssize_t *owner = NULL;
 	int r;
 
-	r = sockmig_capture_poll(c);
-	if (r < 0)
-		return r;
+	/* Everything waiting, not one poll's worth: a poll is bounded so an
+	 * event loop stays fair, a collect must miss nothing. The kernel queue
+	 * is finite, so this ends; the bound is a safety net. */
+	for (int rounds = 0; rounds < 4096; rounds++) {
+		r = sockmig_capture_poll(c);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			break;
+	}
 	fc = calloc(n ? n : 1, sizeof(*fc));
 	count = calloc(n ? n : 1, sizeof(*count));
 	owner = calloc(c->n_pkts ? c->n_pkts : 1, sizeof(*owner));

@@ -27,6 +27,9 @@ enum sm_move_status {
 	SM_MOVE_CONTINUE = 2,  /* S: here are the captured packets, go on */
 	SM_MOVE_RUNNING = 3,   /* D: the sockets are live here */
 	SM_MOVE_ABORT = 4,     /* either: roll back; the reason says why */
+	SM_MOVE_BACK = 5,      /* S, after D's ABORT: the addresses are back on
+				* S; D answers with an ABORT that carries the
+				* packets it caught meanwhile */
 };
 
 #define SM_MOVE_VERSION 1

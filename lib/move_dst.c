@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "flow.h"
 #include "move.h"
@@ -22,6 +24,10 @@ struct dst {
 	struct sockmig_flowlock *lock;
 	uint32_t n_took;
 	bool frozen;
+	/* What D caught and replayed into sockets it may still have to throw
+	 * away: kept until the move commits, to hand back to S on an abort. */
+	struct sockmig_flow_capture *caught[4];
+	int n_caught;
 	struct sockmig_move_stats st;
 };
 
@@ -173,7 +179,10 @@ static int replay_local(struct dst *d, uint32_t *count)
 	for (size_t i = 0; i < d->m.n_socks; i++)
 		*count += fc[i].n_packets;
 	r = getenv("SOCKMIG_NO_REPLAY") ? 0 : sockmig_flow_replay(fc, d->m.n_socks);
-	sockmig_flow_captures_free(fc, d->m.n_socks);
+	if (d->n_caught < (int)ARRAY_SIZE(d->caught))
+		d->caught[d->n_caught++] = fc;
+	else
+		sockmig_flow_captures_free(fc, d->m.n_socks);
 	return r < 0 ? r : 0;
 }
 
@@ -218,6 +227,10 @@ static int finish(struct dst *d, const struct sockmig_flow_capture *caps, size_t
 	if (r < 0)
 		return r;
 	sm_debug("move dst: %u + %u packets replayed", d->st.captured_src, d->st.captured_dst);
+	/* Everything that can fail is done before the flows open: once they
+	 * do, what reaches D cannot be given back to S. */
+	if (sm_fault("dst-fail-finish"))
+		return sm_fail(-ECANCELED, "fault injected: dst-fail-finish");
 	/* Thawing the flows is one small batch; removing the lock's chains
 	 * waits until the sockets run. The shorter this step, the smaller the
 	 * window in which a datagram from the wire can overtake one still
@@ -267,11 +280,38 @@ static void discard(struct dst *d)
 
 static void dst_free(struct dst *d)
 {
+	for (int i = 0; i < d->n_caught; i++)
+		sockmig_flow_captures_free(d->caught[i], d->m.n_socks);
+	d->n_caught = 0;
 	sockmig_flowlock_free(d->lock);
 	sockmig_capture_free(d->cap);
 	for (size_t i = 0; i < d->m.n_socks; i++)
 		if (d->m.socks[i].fd >= 0)
 			close(d->m.socks[i].fd);
+	sm_move_msg_clear(&d->m);
+	free(d->flows);
+}
+
+/* The sockets are live: let a grandchild (reparented at once, so nobody has
+ * to reap it) remove the lock and close the capture, while our copies of
+ * those fds close for free at the caller's exec, the grandchild holding
+ * the last reference. */
+static void dst_free_in_background(struct dst *d)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (fork() == 0) {
+			dst_free(d);
+			_exit(0);
+		}
+		_exit(0);
+	}
+	if (pid < 0) {
+		dst_free(d);
+		return;
+	}
+	waitpid(pid, NULL, 0);
 	sm_move_msg_clear(&d->m);
 	free(d->flows);
 }
@@ -291,6 +331,41 @@ static int hand_over(struct dst *d, struct sockmig_restored **ret)
 	}
 	*ret = r;
 	return 0;
+}
+
+/*
+ * Tell S we give up. Once D has announced the addresses, peers send here:
+ * keep catching their packets until S says it has the addresses back (BACK),
+ * then hand S what was caught, so that a rolled-back move loses nothing
+ * either. A source that does not answer in time gets nothing more.
+ */
+static void abort_to_source(struct dst *d, int chan)
+{
+	struct sockmig_flow_capture *fc = NULL;
+	struct sm_image_writer *w;
+	struct sm_move_msg back = { 0 };
+
+	if (sm_move_send_status(chan, SM_MOVE_ABORT, sockmig_error()) < 0 || !d->n_took || !d->cap)
+		return;
+	if (sm_move_recv(chan, d->timeout_ms, &back) < 0 || !back.has_status || back.status != SM_MOVE_BACK) {
+		sm_move_msg_clear(&back);
+		return;
+	}
+	sm_move_msg_clear(&back);
+	if (sockmig_capture_collect(d->cap, d->flows, d->m.n_socks, &fc) < 0)
+		return;
+	if (sm_image_writer_new(chan, SM_IMAGE_KIND_CONTROL, &w) >= 0) {
+		int r = 0;
+
+		/* oldest first: what was already replayed here, then the rest */
+		for (int i = 0; r >= 0 && i < d->n_caught; i++)
+			r = sm_flow_captures_write(w, d->caught[i], d->m.n_socks);
+		if (r >= 0 && sm_flow_captures_write(w, fc, d->m.n_socks) >= 0 &&
+		    sm_move_write_status(w, SM_MOVE_ABORT, "the packets this node caught") >= 0)
+			sm_image_writer_finish(w);
+		sm_image_writer_free(w);
+	}
+	sockmig_flow_captures_free(fc, d->m.n_socks);
 }
 
 int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct sockmig_restored **ret,
@@ -334,8 +409,6 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 		goto out_discard;
 	}
 	r = finish(&d, m2.caps, m2.n_caps);
-	if (r >= 0 && sm_fault("dst-fail-finish"))
-		r = sm_fail(-ECANCELED, "fault injected: dst-fail-finish");
 	if (r < 0)
 		goto out_abort;
 	r = sm_move_send_status(chan, SM_MOVE_RUNNING, NULL);
@@ -349,10 +422,15 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 		goto out_discard;
 	if (ret_stats)
 		*ret_stats = d.st;
+	if (o->cleanup_in_background) {
+		sm_move_msg_clear(&m2);
+		dst_free_in_background(&d);
+		return 0;
+	}
 	goto out;
 
 out_abort:
-	sm_move_send_status(chan, SM_MOVE_ABORT, sockmig_error());
+	abort_to_source(&d, chan);
 out_discard:
 	discard(&d);
 out:

@@ -26,6 +26,8 @@ const char *sm_move_status_name(uint32_t code)
 		return "RUNNING";
 	case SM_MOVE_ABORT:
 		return "ABORT";
+	case SM_MOVE_BACK:
+		return "BACK";
 	}
 	return "unknown";
 }
@@ -146,7 +148,7 @@ static int decode_status(const uint8_t *p, size_t len, uint64_t off, struct sm_m
 	reason = sm_cur_blob(&c, &rlen);
 	if (c.err)
 		return sm_cur_check(&c, "move status", 0);
-	if (m->status < SM_MOVE_ANNOUNCED || m->status > SM_MOVE_ABORT)
+	if (m->status < SM_MOVE_ANNOUNCED || m->status > SM_MOVE_BACK)
 		return sm_cur_fail(&c, "move status", "unknown status %u", m->status);
 	if (rlen >= SM_MOVE_REASON_MAX)
 		return sm_cur_fail(&c, "move status", "reason of %zu bytes, at most %d", rlen, SM_MOVE_REASON_MAX - 1);
@@ -302,8 +304,9 @@ int sm_move_msg_read(struct sm_image_reader *r, struct sm_move_msg *ret)
 			    m.n_socks);
 		goto fail;
 	}
-	if (m.kind == SM_IMAGE_KIND_CONTROL && (!m.has_status || m.n_socks || m.n_caps || m.has_header)) {
-		k = sm_fail(-EBADMSG, "a control message must hold exactly one status");
+	if (m.kind == SM_IMAGE_KIND_CONTROL && (!m.has_status || m.n_socks || m.has_header ||
+						 (m.n_caps && m.status != SM_MOVE_ABORT))) {
+		k = sm_fail(-EBADMSG, "a control message must hold exactly one status (and captures only with ABORT)");
 		goto fail;
 	}
 	*ret = m;

@@ -34,6 +34,10 @@ struct src {
 	struct sockmig_flowlock *lock;
 	struct sockmig_flow_capture *sent_caps; /* handed to D, kept for rollback */
 	size_t n_sent_caps;
+	struct sockmig_flow_capture *dst_caps;  /* what D caught before it gave up */
+	size_t n_dst_caps;
+	struct sockmig_flow_capture *pre_back;  /* caught here before taking back */
+	bool dst_aborted;
 	bool released;
 	uint64_t t_frozen;
 	struct sockmig_move_stats st;
@@ -401,17 +405,26 @@ static int freeze_connections(struct src *s)
 	return nc ? sockmig_flow_freeze(s->lock, cf, nc) : 0;
 }
 
+/* The capture and the lock first: they cost milliseconds, and their fds
+ * must be low numbers (libnftables select()s on its socket, which fails past
+ * FD_SETSIZE once thousands of the process's fds are ours). */
+static int arm(struct src *s)
+{
+	int r = sockmig_capture_open(&s->cap);
+
+	if (r < 0)
+		return r;
+	/* PASS_LOCAL: a rollback replays into the originals through lo while
+	 * the wire is still blocked. (A peer on this same node would not be
+	 * frozen: such moves are not supported.) */
+	return sockmig_flowlock_new(SOCKMIG_FLOWLOCK_CAPTURE | SOCKMIG_FLOWLOCK_PASS_LOCAL, s->cap, &s->lock);
+}
+
 static int freeze_and_save(struct src *s)
 {
 	uint64_t t;
 	int r;
 
-	r = sockmig_capture_open(&s->cap);
-	if (r < 0)
-		return r;
-	r = sockmig_flowlock_new(SOCKMIG_FLOWLOCK_CAPTURE, s->cap, &s->lock);
-	if (r < 0)
-		return r;
 	r = drain_listeners(s);
 	/* Connections accepted while draining may use further addresses. */
 	if (r >= 0 && s->o->ifname)
@@ -495,8 +508,6 @@ static int rollback(struct src *s)
 			const struct sm_move_addr *a = &s->hdr.addrs[i];
 
 			k = sockmig_addr_add(s->o->ifname, a->family, a->addr, a->prefixlen);
-			if (k >= 0)
-				k = sockmig_addr_announce(s->o->ifname, a->family, a->addr);
 			if (k < 0 && !r)
 				r = k;
 		}
@@ -510,16 +521,40 @@ static int rollback(struct src *s)
 				r = k;
 		}
 	}
-	if (s->cap && s->lock)
-		k = sockmig_capture_collect(s->cap, s->flows, s->n, &late);
-	sockmig_flowlock_free(s->lock);
-	s->lock = NULL;
-	/* What the freeze dropped goes to the originals now, oldest first. */
+	/* What the freeze dropped goes to the originals, oldest first, while
+	 * the flows are still blocked to the wire (the replay comes in on lo,
+	 * which the lock lets through): nothing new can overtake it. */
 	if (s->sent_caps)
 		sockmig_flow_replay(s->sent_caps, s->n_sent_caps);
-	if (late)
+	/* After D gave up: what S caught until it took the peers back, then
+	 * what D caught, then what came back to S since. */
+	if (s->pre_back)
+		sockmig_flow_replay(s->pre_back, s->n);
+	if (s->dst_caps)
+		sockmig_flow_replay(s->dst_caps, s->n_dst_caps);
+	if (s->cap && s->lock && sockmig_capture_collect(s->cap, s->flows, s->n, &late) >= 0) {
 		sockmig_flow_replay(late, s->n);
-	sockmig_flow_captures_free(late, s->n);
+		sockmig_flow_captures_free(late, s->n);
+		late = NULL;
+	}
+	sockmig_flowlock_free(s->lock);
+	s->lock = NULL;
+	/* Copies the kernel queued between the last read and the unblock. */
+	if (s->cap && sockmig_capture_collect(s->cap, s->flows, s->n, &late) >= 0) {
+		sockmig_flow_replay(late, s->n);
+		sockmig_flow_captures_free(late, s->n);
+	}
+	/* D may have announced the addresses already (it does before it
+	 * answers): take the peers back, whether we had released them or not. */
+	if (s->o->ifname && (s->hdr.flags & SM_MOVE_F_ADDRESSES)) {
+		for (uint32_t i = 0; i < s->hdr.n_addrs; i++) {
+			const struct sm_move_addr *a = &s->hdr.addrs[i];
+
+			k = sockmig_addr_announce(s->o->ifname, a->family, a->addr);
+			if (k < 0 && !r)
+				r = k;
+		}
+	}
 	if (s->proc) {
 		k = sockmig_proc_resume(s->proc);
 		if (k < 0 && !r)
@@ -573,6 +608,8 @@ static void src_free(struct src *s)
 	free(s->flows);
 	sockmig_flowlock_free(s->lock);
 	sockmig_flow_captures_free(s->sent_caps, s->n_sent_caps);
+	sockmig_flow_captures_free(s->dst_caps, s->n_dst_caps);
+	sockmig_flow_captures_free(s->pre_back, s->pre_back ? s->n : 0);
 	sockmig_capture_free(s->cap);
 	sockmig_proc_free(s->proc);
 }
@@ -591,6 +628,39 @@ static void drain_late_packets(struct src *s)
 	}
 }
 
+/* D gave up after announcing: get the peers back first, then what D caught
+ * while they were sending there (see abort_to_source in move_dst.c). */
+static void take_back(struct src *s, int chan)
+{
+	char saved[512];
+	struct sm_move_msg m;
+
+	if (!s->o->ifname || !(s->hdr.flags & SM_MOVE_F_ADDRESSES))
+		return;
+	snprintf(saved, sizeof(saved), "%s", sockmig_error());
+	/* Older than anything D caught: keep it apart, for the replay order. */
+	if (sockmig_capture_collect(s->cap, s->flows, s->n, &s->pre_back) < 0)
+		s->pre_back = NULL;
+	for (uint32_t i = 0; i < s->hdr.n_addrs; i++) {
+		const struct sm_move_addr *a = &s->hdr.addrs[i];
+
+		if (s->released)
+			sockmig_addr_add(s->o->ifname, a->family, a->addr, a->prefixlen);
+		sockmig_addr_announce(s->o->ifname, a->family, a->addr);
+	}
+	s->released = false; /* back already */
+	if (sm_move_send_status(chan, SM_MOVE_BACK, NULL) >= 0 && sm_move_recv(chan, s->timeout_ms, &m) >= 0) {
+		if (m.has_status && m.status == SM_MOVE_ABORT) {
+			s->dst_caps = m.caps;
+			s->n_dst_caps = m.n_caps;
+			m.caps = NULL;
+			m.n_caps = 0;
+		}
+		sm_move_msg_clear(&m);
+	}
+	sm_fail(0, "%s", saved);
+}
+
 static int expect(struct src *s, int chan, uint32_t want)
 {
 	struct sm_move_msg m;
@@ -599,8 +669,10 @@ static int expect(struct src *s, int chan, uint32_t want)
 	if (r < 0)
 		return sm_fail(r, "the destination did not answer: %s", sockmig_error());
 	if (!m.has_status || m.status != want) {
-		if (m.has_status && m.status == SM_MOVE_ABORT)
+		if (m.has_status && m.status == SM_MOVE_ABORT) {
 			r = sm_fail(-ECANCELED, "the destination refused: %s", m.reason);
+			s->dst_aborted = true;
+		}
 		else
 			r = sm_fail(-EPROTO, "the destination answered %s where %s was due",
 				    m.has_status ? sm_move_status_name(m.status) : "without a status",
@@ -617,7 +689,9 @@ int sockmig_sockets_send(pid_t pid, const struct sockmig_move_opts *o, int chan,
 	struct sm_image_writer *w = NULL;
 	int r;
 
-	r = preflight(&s, pid);
+	r = arm(&s);
+	if (r >= 0)
+		r = preflight(&s, pid);
 	if (r < 0)
 		goto out; /* nothing changed yet */
 	r = freeze_and_save(&s);
@@ -690,6 +764,8 @@ int sockmig_sockets_send(pid_t pid, const struct sockmig_move_opts *o, int chan,
 out_abort:
 	sm_move_send_status(chan, SM_MOVE_ABORT, sockmig_error());
 out_rollback:
+	if (s.dst_aborted)
+		take_back(&s, chan);
 	rollback(&s);
 out:
 	src_free(&s);
@@ -703,7 +779,9 @@ int sockmig_sockets_snapshot(pid_t pid, const struct sockmig_move_opts *o, int o
 	struct sm_image_writer *w = NULL;
 	int r, k;
 
-	r = preflight(&s, pid);
+	r = arm(&s);
+	if (r >= 0)
+		r = preflight(&s, pid);
 	if (r < 0)
 		goto out;
 	r = freeze_and_save(&s);

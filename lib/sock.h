@@ -35,6 +35,16 @@ int sm_sock_opts_restore_early(int fd, int family, int proto, const struct sockm
 /* Everything else, after the socket is connected and its queues are back.
  * Buffers are set last: restoring the queues needed larger ones. */
 int sm_sock_opts_restore_late(int fd, int family, int proto, const struct sockmig_sock_opts *o);
+/* The same without F_GETFL, for a socket the caller made: cur_file_flags
+ * are its F_GETFL & settable flags (the socket()'s SOCK_NONBLOCK). bufs_set:
+ * SM_BUF_* the caller changed (room for the queues), which must be put back;
+ * unlocked buffers the caller did not touch are left to the kernel. */
+enum { SM_BUF_SND = 1, SM_BUF_RCV = 2 }; /* = SOCK_SNDBUF_LOCK, SOCK_RCVBUF_LOCK */
+int sm_sock_opts_restore_late_known(int fd, int family, int proto, const struct sockmig_sock_opts *o,
+				    unsigned bufs_set, uint32_t cur_file_flags);
+/* fcntl flags a socket created with SOCK_NONBLOCK or without has: file_flags
+ * of o that socket() can give (SOCK_NONBLOCK), 0 otherwise. */
+int sm_sock_opts_nonblock(const struct sockmig_sock_opts *o);
 
 /* ---- image sections (sock_image.c, docs/socket-engine.md) ---- */
 

@@ -14,6 +14,9 @@
 #include "util.h"
 
 #define SOCK_IMAGE_VERSION 1
+/* UDP sections with multicast state: version 1 plus a trailer. Written only
+ * when there is something in it, so that every state has one encoding. */
+#define UDP_IMAGE_VERSION_MC 2
 /* States a TCP socket section may carry, and the FIN flags each implies
  * (sock_tcp.c). */
 #define TCPF(s) (1u << (s))
@@ -289,8 +292,11 @@ int sm_sock_encode_udp(struct sm_buf *b, uint32_t id, const struct sockmig_udp_s
 		       const struct sockmig_udp_queue *q)
 {
 	uint32_t n = q ? q->count : 0;
+	int mc = st->mc_count || st->mc_ifname[0];
 
-	sm_buf_put_u8(b, SOCK_IMAGE_VERSION);
+	if (st->mc_count > SOCKMIG_UDP_MC_MAX)
+		return sm_fail(-EINVAL, "UDP socket %u: %u multicast memberships", id, st->mc_count);
+	sm_buf_put_u8(b, mc ? UDP_IMAGE_VERSION_MC : SOCK_IMAGE_VERSION);
 	sm_buf_put_u8(b, st->family);
 	sm_buf_put_u16(b, 0);
 	sm_buf_put_u32(b, id);
@@ -304,9 +310,65 @@ int sm_sock_encode_udp(struct sm_buf *b, uint32_t id, const struct sockmig_udp_s
 		put_ep(b, &q->dgrams[i].dst);
 		sm_buf_put_blob(b, q->dgrams[i].data, q->dgrams[i].len);
 	}
+	if (mc) {
+		sm_buf_put_bytes(b, st->mc_ifname, SOCKMIG_NAME_LEN);
+		sm_buf_put_u32(b, st->mc_count);
+		for (uint32_t i = 0; i < st->mc_count; i++) {
+			sm_buf_put_u8(b, st->mc[i].family);
+			sm_buf_put_u32(b, st->mc[i].ifindex);
+			sm_buf_put_bytes(b, st->mc[i].ifname, SOCKMIG_NAME_LEN);
+			sm_buf_put_bytes(b, st->mc[i].group, 16);
+		}
+	}
 	if (b->err)
 		return sm_fail(b->err, "UDP socket %u: out of memory encoding its image section", id);
 	return 0;
+}
+
+/* The multicast trailer of a version 2 UDP section; NULL, or why not. */
+static const char *get_mc(struct sm_cursor *c, struct sockmig_udp_state *st)
+{
+	static const uint8_t zero[12];
+
+	if (get_name(c, st->mc_ifname) < 0)
+		return c->err ? NULL : "bad multicast interface name";
+	st->mc_count = sm_cur_u32(c);
+	if (c->err)
+		return NULL;
+	if (st->mc_count > SOCKMIG_UDP_MC_MAX)
+		return "too many multicast memberships";
+	if (!st->mc_count && !st->mc_ifname[0])
+		return "empty multicast trailer (version 1 says that)";
+	if (st->mc_ifname[0] && (st->family != AF_INET6 || !(st->sockopts.present & SOCKMIG_OPT_MC) ||
+				 !st->sockopts.mc_ifindex))
+		return "multicast interface name without an IPv6 multicast interface";
+	if (st->mc_count && !(st->flags & SOCKMIG_UDP_MC_PROBED))
+		return "multicast memberships without the probed flag";
+	for (uint32_t i = 0; i < st->mc_count; i++) {
+		struct sockmig_udp_mc *m = &st->mc[i];
+		const uint8_t *g;
+
+		m->family = sm_cur_u8(c);
+		m->ifindex = sm_cur_u32(c);
+		if (get_name(c, m->ifname) < 0)
+			return c->err ? NULL : "bad multicast membership interface name";
+		g = sm_cur_bytes(c, 16);
+		if (!g)
+			return NULL;
+		memcpy(m->group, g, 16);
+		if (!m->ifname[0])
+			return "multicast membership without an interface";
+		if (m->family == AF_INET) {
+			if ((m->group[0] & 0xf0) != 0xe0 || memcmp(m->group + 4, zero, 12))
+				return "IPv4 multicast membership of a non-multicast address";
+		} else if (m->family == AF_INET6 && st->family == AF_INET6) {
+			if (m->group[0] != 0xff)
+				return "IPv6 multicast membership of a non-multicast address";
+		} else {
+			return "bad multicast membership family";
+		}
+	}
+	return NULL;
 }
 
 /* Smallest encoding of one datagram: two endpoints and an empty blob. */
@@ -340,7 +402,7 @@ int sm_sock_decode_udp(const uint8_t *data, size_t len, uint64_t image_off, uint
 	n = sm_cur_u32(&c);
 	if (c.err)
 		return sm_cur_check(&c, "UDP socket section", 1);
-	if (ver != SOCK_IMAGE_VERSION)
+	if (ver != SOCK_IMAGE_VERSION && ver != UDP_IMAGE_VERSION_MC)
 		why = "unknown version";
 	else if (reserved)
 		why = "reserved bytes are not zero";
@@ -379,6 +441,13 @@ int sm_sock_decode_udp(const uint8_t *data, size_t len, uint64_t image_off, uint
 			goto bad;
 		}
 		dg[i].len = (uint32_t)l;
+	}
+	if (!c.err && ver == UDP_IMAGE_VERSION_MC) {
+		why = get_mc(&c, &st);
+		if (why) {
+			free(dg);
+			goto bad;
+		}
 	}
 	r = sm_cur_check(&c, "UDP socket section", 1);
 	if (r < 0) {

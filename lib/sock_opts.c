@@ -9,6 +9,7 @@
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/sock_diag.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,6 +23,14 @@
 #ifndef SO_BUF_LOCK
 #define SO_BUF_LOCK 72
 #endif
+#ifndef SO_MEMINFO
+#define SO_MEMINFO 55
+#endif
+
+/* A fresh TCP socket's receive buffer with the default tcp_rmem (131072):
+ * an unlocked receive buffer no larger than this is left to the kernel on
+ * restore. */
+#define TCP_RCVBUF_DEFAULT 131072
 
 /* Kernel defaults of a fresh socket (include/net/tcp.h). */
 #define TCP_KEEPIDLE_DEFAULT 7200
@@ -183,8 +192,22 @@ int sockmig_sock_opts_save(int fd, int family, int proto, struct sockmig_sock_op
 	 * SK_NO_REUSE, losing the application's value both ways. */
 	GET(SOL_SOCKET, SO_REUSEADDR, reuseaddr, SOCKMIG_OPT_REUSEADDR);
 	GET(SOL_SOCKET, SO_REUSEPORT, reuseport, SOCKMIG_OPT_REUSEPORT);
-	GET(SOL_SOCKET, SO_SNDBUF, sndbuf, SOCKMIG_OPT_SNDBUF);
-	GET(SOL_SOCKET, SO_RCVBUF, rcvbuf, SOCKMIG_OPT_SNDBUF);
+	/* SO_MEMINFO gives sk_sndbuf and sk_rcvbuf (what SO_SNDBUF/SO_RCVBUF
+	 * report, doubled values) in one call. */
+	{
+		uint32_t mi[SK_MEMINFO_VARS];
+
+		len = sizeof(mi);
+		if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &len) == 0 &&
+		    len >= (SK_MEMINFO_SNDBUF + 1) * sizeof(mi[0])) {
+			o.sndbuf = mi[SK_MEMINFO_SNDBUF];
+			o.rcvbuf = mi[SK_MEMINFO_RCVBUF];
+			o.present |= SOCKMIG_OPT_SNDBUF;
+		} else {
+			GET(SOL_SOCKET, SO_SNDBUF, sndbuf, SOCKMIG_OPT_SNDBUF);
+			GET(SOL_SOCKET, SO_RCVBUF, rcvbuf, SOCKMIG_OPT_SNDBUF);
+		}
+	}
 	GET(SOL_SOCKET, SO_BUF_LOCK, buf_lock, SOCKMIG_OPT_BUF_LOCK);
 	GET(SOL_SOCKET, SO_PRIORITY, priority, SOCKMIG_OPT_PRIORITY);
 	GET(SOL_SOCKET, SO_MARK, mark, SOCKMIG_OPT_MARK);
@@ -240,6 +263,11 @@ int sockmig_sock_opts_save(int fd, int family, int proto, struct sockmig_sock_op
 		 * on the length asked; an int is always accepted. */
 		GET(IPPROTO_IP, IP_MULTICAST_TTL, mc_ttl, SOCKMIG_OPT_MC);
 		GET(IPPROTO_IP, IP_MULTICAST_LOOP, mc_loop, SOCKMIG_OPT_MC);
+	} else {
+		/* The interface index is mapped to a name by sockmig_udp_save(). */
+		GET(IPPROTO_IPV6, IPV6_MULTICAST_HOPS, mc_ttl, SOCKMIG_OPT_MC);
+		GET(IPPROTO_IPV6, IPV6_MULTICAST_LOOP, mc_loop, SOCKMIG_OPT_MC);
+		GET(IPPROTO_IPV6, IPV6_MULTICAST_IF, mc_ifindex, SOCKMIG_OPT_MC);
 	}
 	*ret = o;
 	return 0;
@@ -295,7 +323,17 @@ int sm_sock_opts_restore_early(int fd, int family, int proto, const struct sockm
 
 int sm_sock_opts_restore_late(int fd, int family, int proto, const struct sockmig_sock_opts *o)
 {
-	int r, fl;
+	int fl = fcntl(fd, F_GETFL);
+
+	/* unknown flags: always set them */
+	return sm_sock_opts_restore_late_known(fd, family, proto, o, SM_BUF_SND | SM_BUF_RCV,
+					       fl < 0 ? ~0u : (uint32_t)fl & FILE_FLAGS_SETTABLE);
+}
+
+int sm_sock_opts_restore_late_known(int fd, int family, int proto, const struct sockmig_sock_opts *o,
+				    unsigned bufs_set, uint32_t cur_file_flags)
+{
+	int r;
 
 #define SET_IF(cond, level, name, val)                                          \
 	do {                                                                    \
@@ -350,28 +388,48 @@ int sm_sock_opts_restore_late(int fd, int family, int proto, const struct sockmi
 	} else if (family == AF_INET && (o->present & SOCKMIG_OPT_MC)) {
 		SET_IF(o->mc_ttl != 1, IPPROTO_IP, IP_MULTICAST_TTL, o->mc_ttl);
 		SET_IF(!o->mc_loop, IPPROTO_IP, IP_MULTICAST_LOOP, 0);
+	} else if (family == AF_INET6 && (o->present & SOCKMIG_OPT_MC)) {
+		/* defaults: hops 1 (IPV6_DEFAULT_MCASTHOPS), loop on; the
+		 * interface is set by sockmig_udp_restore() (by name) */
+		SET_IF(o->mc_ttl != 1, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, o->mc_ttl);
+		SET_IF(!o->mc_loop, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, 0);
 	}
 
 	/* Buffers: the kernel doubles what is set, getsockopt reports the
 	 * doubled value, so half of it goes back. Setting a size locks it
 	 * (SOCK_SNDBUF_LOCK); SO_BUF_LOCK puts the application's lock bits
 	 * back, so an autotuned buffer is autotuned again. FORCE: the saved size
-	 * may exceed this node's wmem_max/rmem_max, as it did on the source. */
+	 * may exceed this node's wmem_max/rmem_max, as it did on the source.
+	 *
+	 * A size is written only if the application locked it, or the caller
+	 * changed it (bufs_set: room for the queues), or (TCP receive side) it
+	 * had grown past a fresh socket's: the window advertised on the source
+	 * may count on it. An unlocked send buffer is the kernel's to size: a
+	 * repair connect() sizes it again (tcp_init_buffer_space). Without
+	 * SO_BUF_LOCK (kernels before 5.14) both are written, as always. */
 	if (o->present & SOCKMIG_OPT_SNDBUF) {
-		SET_IF(1, SOL_SOCKET, SO_SNDBUFFORCE, o->sndbuf / 2);
-		SET_IF(1, SOL_SOCKET, SO_RCVBUFFORCE, o->rcvbuf / 2);
+		unsigned lock = o->present & SOCKMIG_OPT_BUF_LOCK ? o->buf_lock : SM_BUF_SND | SM_BUF_RCV;
+		unsigned snd = (lock | bufs_set) & SM_BUF_SND;
+		unsigned rcv = (lock | bufs_set) & SM_BUF_RCV;
+
+		if (proto == IPPROTO_TCP && o->rcvbuf > TCP_RCVBUF_DEFAULT)
+			rcv = SM_BUF_RCV;
+		SET_IF(snd, SOL_SOCKET, SO_SNDBUFFORCE, o->sndbuf / 2);
+		SET_IF(rcv, SOL_SOCKET, SO_RCVBUFFORCE, o->rcvbuf / 2);
 		if (o->present & SOCKMIG_OPT_BUF_LOCK)
-			SET_IF(o->buf_lock != 3, SOL_SOCKET, SO_BUF_LOCK, o->buf_lock);
+			SET_IF((snd | rcv) != o->buf_lock, SOL_SOCKET, SO_BUF_LOCK, o->buf_lock);
 	}
 #undef SET_IF
 
-	if (o->present & SOCKMIG_OPT_FILE_FLAGS) {
-		fl = fcntl(fd, F_GETFL);
-		if (fl < 0 || ((uint32_t)fl & FILE_FLAGS_SETTABLE) != o->file_flags) {
-			if (fcntl(fd, F_SETFL, (int)(o->file_flags & FILE_FLAGS_SETTABLE)) < 0)
-				return sm_fail(-errno, "socket fd %d: cannot set file status flags 0%o: %s",
-					       fd, o->file_flags, strerror(errno));
-		}
+	if ((o->present & SOCKMIG_OPT_FILE_FLAGS) && cur_file_flags != (o->file_flags & FILE_FLAGS_SETTABLE)) {
+		if (fcntl(fd, F_SETFL, (int)(o->file_flags & FILE_FLAGS_SETTABLE)) < 0)
+			return sm_fail(-errno, "socket fd %d: cannot set file status flags 0%o: %s",
+				       fd, o->file_flags, strerror(errno));
 	}
 	return 0;
+}
+
+int sm_sock_opts_nonblock(const struct sockmig_sock_opts *o)
+{
+	return (o->present & SOCKMIG_OPT_FILE_FLAGS) && (o->file_flags & O_NONBLOCK);
 }

@@ -4,11 +4,18 @@
  * The call sequence and its preconditions are in include/sockmig/socket.h.
  *
  * Syscall budget (per-socket cost matters: thousands of sockets move in one
- * freeze). Save: getsockname, getpeername, the options (sock_opts.c),
- * TCP_REPAIR, TCP_INFO, TCP_MAXSEG, SIOCOUTQ, SIOCINQ, 2 x (TCP_REPAIR_QUEUE +
- * TCP_QUEUE_SEQ), TCP_REPAIR_WINDOW, TCP_TIMESTAMP when negotiated, one
- * peek per non-empty queue (+1 queue switch). SIOCOUTQNSD is not needed:
- * TCP_INFO's tcpi_notsent_bytes is the same write_seq - snd_nxt.
+ * freeze; bench/sock_cost counts them). Save, 34 with empty queues:
+ * getsockname, getpeername, the options (sock_opts.c, 22), TCP_REPAIR,
+ * TCP_INFO, TCP_MAXSEG, SIOCOUTQ only with packets in flight, SIOCINQ,
+ * 2 x (TCP_REPAIR_QUEUE + TCP_QUEUE_SEQ), TCP_REPAIR_WINDOW, TCP_TIMESTAMP
+ * when negotiated, one peek per non-empty queue (+1 queue switch).
+ * SIOCOUTQNSD is not needed: TCP_INFO's tcpi_notsent_bytes is the same
+ * write_seq - snd_nxt. Restore + resume, 16 with empty queues: socket,
+ * TCP_REPAIR, IP_TRANSPARENT, bind, 2 x (TCP_REPAIR_QUEUE + TCP_QUEUE_SEQ),
+ * TCP_MAXSEG, connect, TCP_REPAIR_OPTIONS, TCP_TIMESTAMP, the options that
+ * differ from a fresh socket's (TCP_CONGESTION at least), TCP_REPAIR_WINDOW;
+ * IP_TRANSPARENT, TCP_REPAIR off. Buffers are sized only for queues over
+ * 4 KiB, or when locked (sock_opts.c).
  */
 #include <fcntl.h>
 #include <linux/sockios.h>
@@ -134,9 +141,16 @@ int sockmig_tcp_save(int fd, struct sockmig_tcp_state *ret)
 		sm_sockaddr_to_ep(&ss, &st.remote);
 	}
 
-	if (ioctl(fd, SIOCOUTQ, &n) < 0)
-		return tcp_fail(fd, "cannot read the send queue size (SIOCOUTQ)");
-	st.sndq_len = (uint32_t)n;
+	/* tcpi_unacked is packets_out: 0 means nothing (data, SYN or FIN)
+	 * between snd_una and snd_nxt, so the send queue is the unsent part
+	 * alone, which TCP_INFO already gave. */
+	if (ti.tcpi_unacked) {
+		if (ioctl(fd, SIOCOUTQ, &n) < 0)
+			return tcp_fail(fd, "cannot read the send queue size (SIOCOUTQ)");
+		st.sndq_len = (uint32_t)n;
+	} else {
+		st.sndq_len = ti.tcpi_notsent_bytes;
+	}
 	if (ioctl(fd, SIOCINQ, &n) < 0)
 		return tcp_fail(fd, "cannot read the receive queue size (SIOCINQ)");
 	st.rcvq_len = (uint32_t)n;
@@ -245,16 +259,36 @@ int sockmig_tcp_save_queues(int fd, const struct sockmig_tcp_state *st, void *sn
 
 /* ---- restore ---- */
 
-/* Write a whole buffer to the socket without ever blocking: the buffers were
- * sized for it, so EAGAIN means they were not, and is an error. */
-static int write_queue(int fd, const uint8_t *p, size_t len, const char *what)
+/* Queues up to this size go into a fresh socket's buffers (tcp_wmem[1] and
+ * tcp_rmem[1] are 16 KiB and 128 KiB by default) without sizing them first;
+ * if they do not (lowered sysctls), write_queue() grows the buffer then. */
+#define SMALL_QUEUE 4096
+
+/* Write a whole buffer to the socket without ever blocking. When the buffer
+ * is full (EAGAIN from the send path, ENOMEM from tcp_send_rcvq), force it
+ * to len + slack once (grow: SO_SNDBUFFORCE or SO_RCVBUFFORCE) and record
+ * it in *bufs_set (bit), so that the saved size comes back later; a second
+ * failure is an error. */
+static int write_queue(int fd, const uint8_t *p, size_t len, const char *what, int grow, unsigned bit,
+		       unsigned *bufs_set)
 {
+	size_t total = len;
+
 	while (len) {
 		ssize_t n = send(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			if ((errno == EAGAIN || errno == ENOMEM || errno == ENOBUFS) && !(*bufs_set & bit)) {
+				int r = sm_setsockopt_int(fd, SOL_SOCKET, grow, (int)(total + 65536),
+							  grow == SO_SNDBUFFORCE ? "SO_SNDBUFFORCE" : "SO_RCVBUFFORCE");
+
+				if (r < 0)
+					return r;
+				*bufs_set |= bit;
+				continue;
+			}
 			return sm_fail(-errno, "TCP socket fd %d: cannot restore the %s (%zu bytes left): %s",
 				       fd, what, len, strerror(errno));
 		}
@@ -307,6 +341,9 @@ int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, co
 	struct sockaddr_storage ss;
 	struct tcp_repair_opt ropts[4];
 	uint32_t trim, unacked;
+	unsigned bufs_set = 0;
+	int nonblock = !(o->present & SOCKMIG_OPT_FILE_FLAGS) || sm_sock_opts_nonblock(o);
+	int cur_q = TCP_NO_QUEUE;
 	char ep[64];
 	int r, salen, nopts = 0;
 
@@ -320,7 +357,10 @@ int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, co
 	trim = snd_una - st->snd_una;
 	unacked = st->sndq_len - trim;
 
-	fd = socket(st->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+	/* Nothing below needs O_NONBLOCK (the queue writes use MSG_DONTWAIT,
+	 * a repair connect() does not wait): the socket is made with the saved
+	 * flag, which saves the F_SETFL of most restores. */
+	fd = socket(st->family, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0) | SOCK_CLOEXEC, IPPROTO_TCP);
 	if (fd < 0)
 		return sm_fail(-errno, "cannot create a TCP socket for %s: %s",
 			       sm_ep_str(&st->local, ep, sizeof(ep)), strerror(errno));
@@ -344,20 +384,27 @@ int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, co
 	if (r < 0)
 		return r;
 
-	/* The saved queues must fit, or writing them back blocks forever
-	 * (tcp_sendmsg waits for sndbuf room, tcp_send_rcvq fails with ENOMEM).
-	 * The kernel doubles the value; truesize overhead is covered by the
-	 * slack. The saved sizes and locks come back in restore_late. */
-	r = sm_setsockopt_int(fd, SOL_SOCKET, SO_SNDBUFFORCE,
-			      (int)((st->sndq_len > o->sndbuf / 2 ? st->sndq_len : o->sndbuf / 2) + 65536),
-			      "SO_SNDBUFFORCE");
-	if (r < 0)
-		return r;
-	r = sm_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUFFORCE,
-			      (int)((st->rcvq_len > o->rcvbuf / 2 ? st->rcvq_len : o->rcvbuf / 2) + 65536),
-			      "SO_RCVBUFFORCE");
-	if (r < 0)
-		return r;
+	/* The saved queues must fit (tcp_sendmsg says EAGAIN without sndbuf
+	 * room, tcp_send_rcvq ENOMEM). The kernel doubles the value; truesize
+	 * overhead is covered by the slack. Small queues fit a fresh socket:
+	 * no call (write_queue() still grows the buffer if they do not). The
+	 * saved sizes and locks come back in restore_late. */
+	if (st->sndq_len > SMALL_QUEUE) {
+		r = sm_setsockopt_int(fd, SOL_SOCKET, SO_SNDBUFFORCE,
+				      (int)((st->sndq_len > o->sndbuf / 2 ? st->sndq_len : o->sndbuf / 2) + 65536),
+				      "SO_SNDBUFFORCE");
+		if (r < 0)
+			return r;
+		bufs_set |= SM_BUF_SND;
+	}
+	if (st->rcvq_len > SMALL_QUEUE) {
+		r = sm_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUFFORCE,
+				      (int)((st->rcvq_len > o->rcvbuf / 2 ? st->rcvq_len : o->rcvbuf / 2) + 65536),
+				      "SO_RCVBUFFORCE");
+		if (r < 0)
+			return r;
+		bufs_set |= SM_BUF_RCV;
+	}
 
 	salen = sm_ep_to_sockaddr(&st->local, &ss);
 	if (bind(fd, (struct sockaddr *)&ss, (socklen_t)salen) < 0)
@@ -373,7 +420,8 @@ int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, co
 		r = set_int(fd, TCP_QUEUE_SEQ, (int)st->snd_seq, "cannot set the initial sequence number");
 		if (r < 0)
 			return r;
-		r = sm_sock_opts_restore_late(fd, st->family, IPPROTO_TCP, o);
+		r = sm_sock_opts_restore_late_known(fd, st->family, IPPROTO_TCP, o, bufs_set,
+						    nonblock ? O_NONBLOCK : 0);
 		if (r < 0)
 			return r;
 		*ret_fd = sm_take_fd(&fd);
@@ -388,20 +436,26 @@ int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, co
 	 *
 	 *   send:  QUEUE_SEQ = snd_una (caller's, >= saved)  ... + unacked = snd_seq
 	 *   recv:  QUEUE_SEQ = rcv_seq - rcvq_len            ... + rcvq_len = rcv_seq
+	 *
+	 * The queue selected last stays selected: the receive queue when it
+	 * is written next, else the send queue, ready for its sent part.
 	 */
-	r = set_int(fd, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "cannot select the send queue");
-	if (r < 0)
-		return r;
-	r = set_int(fd, TCP_QUEUE_SEQ, (int)snd_una, "cannot set the send sequence number");
-	if (r < 0)
-		return r;
-	r = set_int(fd, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "cannot select the receive queue");
-	if (r < 0)
-		return r;
-	r = set_int(fd, TCP_QUEUE_SEQ, (int)(st->rcv_seq - st->rcvq_len),
-		    "cannot set the receive sequence number");
-	if (r < 0)
-		return r;
+	for (int k = 0; k < 2; k++) {
+		int q = (k == 0) == !!st->rcvq_len ? TCP_SEND_QUEUE : TCP_RECV_QUEUE;
+
+		r = set_int(fd, TCP_REPAIR_QUEUE, q,
+			    q == TCP_SEND_QUEUE ? "cannot select the send queue" : "cannot select the receive queue");
+		if (r < 0)
+			return r;
+		if (q == TCP_SEND_QUEUE)
+			r = set_int(fd, TCP_QUEUE_SEQ, (int)snd_una, "cannot set the send sequence number");
+		else
+			r = set_int(fd, TCP_QUEUE_SEQ, (int)(st->rcv_seq - st->rcvq_len),
+				    "cannot set the receive sequence number");
+		if (r < 0)
+			return r;
+		cur_q = q;
+	}
 
 	/* Without a user MSS, connect() in repair mode computes the MSS before
 	 * any option is known and the socket keeps sending 524-byte segments
@@ -447,7 +501,7 @@ int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, co
 	}
 
 	if (st->rcvq_len) {
-		r = write_queue(fd, rcvq, st->rcvq_len, "receive queue");
+		r = write_queue(fd, rcvq, st->rcvq_len, "receive queue", SO_RCVBUFFORCE, SM_BUF_RCV, &bufs_set);
 		if (r < 0)
 			return r;
 	}
@@ -478,10 +532,13 @@ int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, co
 	uint32_t sent = snd_nxt - snd_una <= unacked ? snd_nxt - snd_una : 0;
 
 	if (sent) {
-		r = set_int(fd, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "cannot select the send queue");
-		if (r < 0)
-			return r;
-		r = write_queue(fd, (const uint8_t *)sndq + trim, sent, "send queue (sent part)");
+		if (cur_q != TCP_SEND_QUEUE) {
+			r = set_int(fd, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "cannot select the send queue");
+			if (r < 0)
+				return r;
+		}
+		r = write_queue(fd, (const uint8_t *)sndq + trim, sent, "send queue (sent part)", SO_SNDBUFFORCE,
+				SM_BUF_SND, &bufs_set);
 		if (r < 0)
 			return r;
 	}
@@ -490,7 +547,7 @@ int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, co
 		if (r < 0)
 			return r;
 		r = write_queue(fd, (const uint8_t *)sndq + trim + sent, unacked - sent,
-				"send queue (unsent part)");
+				"send queue (unsent part)", SO_SNDBUFFORCE, SM_BUF_SND, &bufs_set);
 		if (r < 0)
 			return r;
 		r = set_int(fd, TCP_REPAIR, TCP_REPAIR_ON, "cannot turn repair mode back on");
@@ -501,7 +558,7 @@ int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, co
 	/* Options before the window: TCP_NODELAY (and TCP_CORK off) push the
 	 * pending frames at once, and in repair mode with no queue selected a
 	 * push transmits for real. With snd_wnd still 0, it sends nothing. */
-	r = sm_sock_opts_restore_late(fd, st->family, IPPROTO_TCP, o);
+	r = sm_sock_opts_restore_late_known(fd, st->family, IPPROTO_TCP, o, bufs_set, nonblock ? O_NONBLOCK : 0);
 	if (r < 0)
 		return r;
 

@@ -4,11 +4,20 @@
  * waiting in the receive queue are copied without being consumed and sent
  * again, in order and from their original sources, on the destination.
  */
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/sock_diag.h>
+#include <linux/sockios.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
+#include <sched.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "sock.h"
 #include "util.h"
@@ -21,6 +30,219 @@
 static int udp_fail(int fd, const char *what)
 {
 	return sm_fail(-errno, "UDP socket fd %d: %s: %s", fd, what, strerror(errno));
+}
+
+/* ---- multicast memberships (include/sockmig/socket.h says why this way) ---- */
+
+#ifndef SO_MEMINFO
+#define SO_MEMINFO 55
+#endif
+
+/* Open /proc/net/igmp and /proc/net/igmp6 as fd's network namespace shows
+ * them: a /proc/net file shows the namespace of the thread that opens it,
+ * so enter the socket's for the open() only. Either may fail to open
+ * (IPv6 off): NULL. */
+static int mc_open_proc(int fd, FILE **ret4, FILE **ret6)
+{
+	_cleanup_close_ int nsfd = -1, self = -1;
+	struct stat a, b;
+	int other;
+
+	nsfd = ioctl(fd, SIOCGSKNS);
+	if (nsfd < 0)
+		return udp_fail(fd, "cannot get its network namespace");
+	self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (self < 0)
+		return sm_fail(-errno, "cannot open this thread's network namespace: %s", strerror(errno));
+	if (fstat(nsfd, &a) < 0 || fstat(self, &b) < 0)
+		return sm_fail(-errno, "cannot compare network namespaces: %s", strerror(errno));
+	other = a.st_ino != b.st_ino || a.st_dev != b.st_dev;
+	if (other && setns(nsfd, CLONE_NEWNET) < 0)
+		return udp_fail(fd, "cannot enter its network namespace");
+	*ret4 = fopen("/proc/thread-self/net/igmp", "re");
+	*ret6 = fopen("/proc/thread-self/net/igmp6", "re");
+	if (other && setns(self, CLONE_NEWNET) < 0)
+		abort(); /* never leave the thread in another namespace */
+	return 0;
+}
+
+/* Is fd a member of group on ifindex? 1 yes (any-source), 0 no, -errno. */
+static int mc_probe(int fd, int family, uint32_t ifindex, const uint8_t *group)
+{
+	struct group_filter gf;
+	socklen_t len = GROUP_FILTER_SIZE(0);
+	char a[INET6_ADDRSTRLEN];
+
+	memset(&gf, 0, sizeof(gf));
+	gf.gf_interface = ifindex;
+	gf.gf_group.ss_family = (sa_family_t)family;
+	if (family == AF_INET)
+		memcpy(&((struct sockaddr_in *)&gf.gf_group)->sin_addr, group, 4);
+	else
+		memcpy(&((struct sockaddr_in6 *)&gf.gf_group)->sin6_addr, group, 16);
+	if (getsockopt(fd, family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6, MCAST_MSFILTER, &gf, &len) < 0) {
+		if (errno == EADDRNOTAVAIL)
+			return 0;
+		return udp_fail(fd, "cannot read a multicast filter (MCAST_MSFILTER)");
+	}
+	if (gf.gf_fmode != MCAST_EXCLUDE || gf.gf_numsrc)
+		return sm_fail(-EOPNOTSUPP, "UDP socket fd %d: its membership of %s on interface %u is source-specific (%s, %u sources), which is not migratable",
+			       fd, inet_ntop(family, group, a, sizeof(a)), ifindex,
+			       gf.gf_fmode == MCAST_INCLUDE ? "include" : "exclude", gf.gf_numsrc);
+	return 1;
+}
+
+static int mc_add(int fd, struct sockmig_udp_state *st, int family, uint32_t ifindex, const uint8_t *group)
+{
+	struct sockmig_udp_mc *m;
+	struct ifreq ifr;
+	int r;
+
+	r = mc_probe(fd, family, ifindex, group);
+	if (r <= 0)
+		return r;
+	if (st->mc_count >= SOCKMIG_UDP_MC_MAX)
+		return sm_fail(-E2BIG, "UDP socket fd %d: more than %d multicast memberships", fd,
+			       SOCKMIG_UDP_MC_MAX);
+	m = &st->mc[st->mc_count++];
+	memset(m, 0, sizeof(*m));
+	m->family = (uint8_t)family;
+	m->ifindex = ifindex;
+	memcpy(m->group, group, family == AF_INET ? 4 : 16);
+	/* the name in the socket's namespace: its own ioctl resolves there */
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_ifindex = (int)ifindex;
+	if (ioctl(fd, SIOCGIFNAME, &ifr) < 0)
+		return udp_fail(fd, "cannot name the interface of a multicast membership");
+	memcpy(m->ifname, ifr.ifr_name, sizeof(m->ifname) - 1);
+	return 0;
+}
+
+/* Memberships: only for a socket with option memory in use (every
+ * membership is charged there), then by asking about each group that some
+ * interface of its namespace has joined. */
+static int mc_save(int fd, struct sockmig_udp_state *st)
+{
+	uint32_t mi[SK_MEMINFO_VARS];
+	socklen_t len = sizeof(mi);
+	FILE *f4 = NULL, *f6 = NULL;
+	char line[256];
+	uint32_t ifindex = 0;
+	int r;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &len) < 0)
+		return udp_fail(fd, "cannot read its memory use (SO_MEMINFO)");
+	if (len <= SK_MEMINFO_OPTMEM * sizeof(mi[0]) || !mi[SK_MEMINFO_OPTMEM])
+		return 0;
+	st->flags |= SOCKMIG_UDP_MC_PROBED;
+	r = mc_open_proc(fd, &f4, &f6);
+	if (r < 0)
+		return r;
+	/* igmp: "<idx>\t<dev> : <count> <querier>" then one
+	 * "\t\t\t\t<group hex> ..." line per group, the __be32 printed as %08X */
+	while (r >= 0 && f4 && fgets(line, sizeof(line), f4)) {
+		unsigned idx, g;
+		uint8_t group[4];
+
+		if (line[0] >= '0' && line[0] <= '9') {
+			if (sscanf(line, "%u", &idx) == 1)
+				ifindex = idx;
+		} else if (line[0] == '\t' && ifindex && sscanf(line, " %8x", &g) == 1) {
+			memcpy(group, &g, 4);
+			r = mc_add(fd, st, AF_INET, ifindex, group);
+		}
+	}
+	/* igmp6: "<idx> <dev> <group, 32 hex> <users> <flags> <timer>" */
+	while (r >= 0 && f6 && st->family == AF_INET6 && fgets(line, sizeof(line), f6)) {
+		char hex[33];
+		unsigned idx;
+		uint8_t group[16];
+		int ok = 1;
+
+		if (sscanf(line, "%u %*s %32s", &idx, hex) != 2 || strlen(hex) != 32)
+			continue;
+		for (int i = 0; i < 16 && ok; i++) {
+			unsigned v;
+
+			ok = sscanf(hex + 2 * i, "%2x", &v) == 1;
+			group[i] = (uint8_t)v;
+		}
+		if (ok)
+			r = mc_add(fd, st, AF_INET6, idx, group);
+	}
+	if (f4)
+		fclose(f4);
+	if (f6)
+		fclose(f6);
+	return r < 0 ? r : 0;
+}
+
+/* IPV6_MULTICAST_IF's interface by name, in the socket's namespace. */
+static int mc_if_name(int fd, struct sockmig_udp_state *st)
+{
+	struct ifreq ifr;
+
+	if (st->family != AF_INET6 || !(st->sockopts.present & SOCKMIG_OPT_MC) || !st->sockopts.mc_ifindex)
+		return 0;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_ifindex = (int)st->sockopts.mc_ifindex;
+	if (ioctl(fd, SIOCGIFNAME, &ifr) < 0)
+		return udp_fail(fd, "cannot name its multicast interface (IPV6_MULTICAST_IF)");
+	memcpy(st->mc_ifname, ifr.ifr_name, sizeof(st->mc_ifname) - 1);
+	return 0;
+}
+
+/* The index of the interface called name here (in fd's namespace). */
+static int ifindex_here(int fd, const char *name, uint32_t *ret)
+{
+	struct ifreq ifr;
+
+	memset(&ifr, 0, sizeof(ifr));
+	memcpy(ifr.ifr_name, name, SOCKMIG_NAME_LEN - 1);
+	if (!ifr.ifr_name[0] || ioctl(fd, SIOCGIFINDEX, &ifr) < 0)
+		return sm_fail(-ENODEV, "UDP socket: there is no interface '%s' here for its multicast %s",
+			       ifr.ifr_name, "settings");
+	*ret = (uint32_t)ifr.ifr_ifindex;
+	return 0;
+}
+
+static int mc_restore(int fd, const struct sockmig_udp_state *st)
+{
+	char a[INET6_ADDRSTRLEN];
+	uint32_t ifindex;
+	int r;
+
+	if (st->mc_count > SOCKMIG_UDP_MC_MAX)
+		return sm_fail(-EINVAL, "UDP state: %u multicast memberships", st->mc_count);
+	for (uint32_t i = 0; i < st->mc_count; i++) {
+		const struct sockmig_udp_mc *m = &st->mc[i];
+		struct group_req gr;
+
+		r = ifindex_here(fd, m->ifname, &ifindex);
+		if (r < 0)
+			return r;
+		memset(&gr, 0, sizeof(gr));
+		gr.gr_interface = ifindex;
+		gr.gr_group.ss_family = m->family;
+		if (m->family == AF_INET)
+			memcpy(&((struct sockaddr_in *)&gr.gr_group)->sin_addr, m->group, 4);
+		else
+			memcpy(&((struct sockaddr_in6 *)&gr.gr_group)->sin6_addr, m->group, 16);
+		/* IPv4 groups at IPPROTO_IP, on an AF_INET6 socket too */
+		if (setsockopt(fd, m->family == AF_INET ? IPPROTO_IP : IPPROTO_IPV6, MCAST_JOIN_GROUP, &gr,
+			       sizeof(gr)) < 0)
+			return sm_fail(-errno, "UDP socket fd %d: cannot join multicast group %s on %s: %s", fd,
+				       inet_ntop(m->family, m->group, a, sizeof(a)), m->ifname, strerror(errno));
+	}
+	if (st->family == AF_INET6 && (st->sockopts.present & SOCKMIG_OPT_MC) && st->sockopts.mc_ifindex) {
+		r = ifindex_here(fd, st->mc_ifname, &ifindex);
+		if (r < 0)
+			return r;
+		r = sm_setsockopt_int(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, (int)ifindex, "IPV6_MULTICAST_IF");
+		if (r < 0)
+			return r;
+	}
+	return 0;
 }
 
 int sockmig_udp_save(int fd, struct sockmig_udp_state *ret)
@@ -49,6 +271,12 @@ int sockmig_udp_save(int fd, struct sockmig_udp_state *ret)
 	else if (errno != ENOTCONN)
 		return udp_fail(fd, "cannot read the remote address");
 	r = sockmig_sock_opts_save(fd, st.family, IPPROTO_UDP, &st.sockopts);
+	if (r < 0)
+		return r;
+	r = mc_if_name(fd, &st);
+	if (r < 0)
+		return r;
+	r = mc_save(fd, &st);
 	if (r < 0)
 		return r;
 	*ret = st;
@@ -225,13 +453,14 @@ int sockmig_udp_restore(const struct sockmig_udp_state *st, int *ret_fd)
 	_cleanup_close_ int fd = -1;
 	const struct sockmig_sock_opts *o = &st->sockopts;
 	int saved_transparent = (o->present & SOCKMIG_OPT_TRANSPARENT) && o->transparent;
+	int nonblock = !(o->present & SOCKMIG_OPT_FILE_FLAGS) || sm_sock_opts_nonblock(o);
 	struct sockaddr_storage ss;
 	char ep[64];
 	int r, salen;
 
 	if (st->family != AF_INET && st->family != AF_INET6)
 		return sm_fail(-EAFNOSUPPORT, "UDP state: address family %u is not supported", st->family);
-	fd = socket(st->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP);
+	fd = socket(st->family, SOCK_DGRAM | (nonblock ? SOCK_NONBLOCK : 0) | SOCK_CLOEXEC, IPPROTO_UDP);
 	if (fd < 0)
 		return sm_fail(-errno, "cannot create a UDP socket for %s: %s",
 			       sm_ep_str(&st->local, ep, sizeof(ep)), strerror(errno));
@@ -260,7 +489,13 @@ int sockmig_udp_restore(const struct sockmig_udp_state *st, int *ret_fd)
 		if (r < 0)
 			return r;
 	}
-	r = sm_sock_opts_restore_late(fd, st->family, IPPROTO_UDP, o);
+	/* UDP buffers are never autotuned: an unlocked size that differs from
+	 * the default was set (then unlocked) by the application; write both. */
+	r = sm_sock_opts_restore_late_known(fd, st->family, IPPROTO_UDP, o, SM_BUF_SND | SM_BUF_RCV,
+					    nonblock ? O_NONBLOCK : 0);
+	if (r < 0)
+		return r;
+	r = mc_restore(fd, st);
 	if (r < 0)
 		return r;
 	*ret_fd = sm_take_fd(&fd);

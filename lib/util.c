@@ -27,9 +27,14 @@ int sm_fail(int err, const char *fmt, ...)
 	va_list ap;
 	int saved = errno;
 
+	char tmp[sizeof(error_buf)];
+
+	/* Callers add context to the sentence they got: the arguments may
+	 * point into error_buf itself. */
 	va_start(ap, fmt);
-	vsnprintf(error_buf, sizeof(error_buf), fmt, ap);
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
 	va_end(ap);
+	memcpy(error_buf, tmp, sizeof(error_buf));
 	errno = saved;
 	return err;
 }

@@ -87,6 +87,8 @@ t_lab_up() {
 	local n=$1 lab=${2:-$T_ID}
 	T_LABS+=("$lab")
 	[ -z "${T_LAB:-}" ] && T_LAB=$lab
+	# run.sh takes down what a test killed on its timeout left behind
+	[ -n "${SOCKMIG_TEST_LABS:-}" ] && echo "$lab" >>"$SOCKMIG_TEST_LABS"
 	"$SOCKMIG" lab up --nodes "$n" --name "$lab" >"$T_DIR/lab-$lab.up" 2>&1 ||
 		t_fail "lab up --nodes $n --name $lab failed: $(cat "$T_DIR/lab-$lab.up")"
 }
@@ -114,22 +116,16 @@ t_wait_line() {
 }
 
 t_wait_exit() {
-	local tag=$1 secs=${2:-20} pid=${T_PIDS[$1]} status done_pid=
-	# Wait for whichever ends first, the program or a timer.
-	( exec sleep "$secs" ) &
+	local tag=$1 secs=${2:-20} pid=${T_PIDS[$1]} status
+	# A timer in a session of its own (a plain sh: none of our traps),
+	# killed as a group once the program is done. `wait PID` also works
+	# for a program that already ended, which `wait -n` does not.
+	setsid sh -c 'sleep "$1"; kill -TERM "$2" 2>/dev/null' sh "$secs" "$pid" &
 	local timer=$!
-	wait -n -p done_pid "$pid" "$timer"
+	wait "$pid"
 	status=$?
-	if [ "$done_pid" = "$timer" ]; then
-		kill -TERM "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-		status=124
-	else
-		# KILL: the timer may not have become `sleep` yet, and a subshell
-		# still holds our traps, which TERM would run.
-		kill -KILL "$timer" 2>/dev/null
-		wait "$timer" 2>/dev/null
-	fi
+	kill -KILL -- -"$timer" 2>/dev/null
+	wait "$timer" 2>/dev/null
 	unset "T_PIDS[$tag]"
 	return "$status"
 }

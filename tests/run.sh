@@ -100,12 +100,13 @@ for t in tests/integration/*.sh; do
 	want "$name" || continue
 	log=$logdir/$(basename "$t").log
 	start=$SECONDS
-	labs_before=$(lab_list)
-	timeout --kill-after=10 600 bash "$t" >"$log" 2>&1
+	labs_file=$logdir/$(basename "$t").labs
+	: >"$labs_file"
+	SOCKMIG_TEST_LABS=$labs_file timeout --kill-after=10 600 bash "$t" >"$log" 2>&1
 	status=$?
-	# A test killed on its timeout never ran its traps: take down what it
-	# left, and count the leak as a failure.
-	leaked=$(comm -13 <(echo "$labs_before") <(lab_list))
+	# A test killed on its timeout never ran its traps: take down the labs
+	# it made (and only those), and count the leak as a failure.
+	leaked=$(comm -12 <(sort -u "$labs_file") <(lab_list))
 	if [ -n "$leaked" ]; then
 		for lab in $leaked; do
 			"$B/sockmig" lab down --name "$lab" >/dev/null 2>&1

@@ -107,8 +107,12 @@ enum {
 	SOCKMIG_OPT_USER_TIMEOUT  = 1u << 19,
 	SOCKMIG_OPT_CONGESTION    = 1u << 20,
 	SOCKMIG_OPT_NOTSENT_LOWAT = 1u << 21,
-	/* IPv4 UDP only */
-	SOCKMIG_OPT_MC            = 1u << 22, /* multicast ttl, loop, if */
+	/* UDP only. IPv4: IP_MULTICAST_TTL, IP_MULTICAST_LOOP (not the
+	 * interface: IP_MULTICAST_IF reads back only an address, never the
+	 * index that ip_mreqn set). IPv6: IPV6_MULTICAST_HOPS in mc_ttl,
+	 * IPV6_MULTICAST_LOOP, IPV6_MULTICAST_IF in mc_ifindex (restored by
+	 * the name in sockmig_udp_state.mc_ifname). */
+	SOCKMIG_OPT_MC            = 1u << 22,
 };
 
 #define SOCKMIG_NAME_LEN 16 /* IFNAMSIZ, TCP_CA_NAME_MAX */
@@ -263,7 +267,10 @@ int sockmig_tcp_save_queues(int fd, const struct sockmig_tcp_state *st, void *sn
  * st->sndq_len bytes from st->snd_una, rcvq st->rcvq_len bytes, as saved.
  * snd_una is the first byte not yet acknowledged at restore time: st->snd_una,
  * or a later ACK captured during the freeze, up to st->snd_seq (see (4)).
- * The socket is returned in repair mode, with O_CLOEXEC. */
+ * The socket is returned in repair mode, with O_CLOEXEC. Options that
+ * differ from a fresh socket's are set; buffer sizes only when the
+ * application locked them (SO_BUF_LOCK bits) or the receive buffer had grown
+ * past 128 KiB: an unlocked send buffer is sized by this kernel again. */
 int sockmig_tcp_restore(const struct sockmig_tcp_state *st, const void *sndq, const void *rcvq,
 			uint32_t snd_una, int *ret_fd);
 
@@ -329,13 +336,55 @@ int sockmig_tcp_listener_restore(const struct sockmig_tcp_listener_state *st, in
 
 /* ---- UDP ---- */
 
+/*
+ * Multicast group memberships of a UDP socket (IP_ADD_MEMBERSHIP,
+ * IPV6_JOIN_GROUP, MCAST_JOIN_GROUP). Linux (6.18) has no call that lists a
+ * socket's memberships: IP_MSFILTER / MCAST_MSFILTER answer only for a group
+ * and interface named in the question, /proc/net/igmp and igmp6 list the
+ * groups of each interface (all sockets together, plus the kernel's own),
+ * and sock_diag does not report them. So sockmig_udp_save():
+ *   1. detects: every membership is charged to the socket's option memory
+ *      (sock_kmalloc of an ip_mc_socklist / ipv6_mc_socklist), which
+ *      SO_MEMINFO reports (SK_MEMINFO_OPTMEM). 0: no membership, nothing
+ *      more is read (the common case costs one getsockopt);
+ *   2. otherwise asks MCAST_MSFILTER for every (interface, group) that
+ *      /proc/net/igmp and /proc/net/igmp6 of the socket's namespace list:
+ *      a membership of this socket answers, any other EADDRNOTAVAIL.
+ * This finds every any-source membership on an existing interface. Limits:
+ * a source-specific membership (INCLUDE mode or blocked sources) fails the
+ * save with -EOPNOTSUPP (not carried, and not silently dropped); a membership
+ * on an interface deleted since is not listed anywhere and is lost; IPv4
+ * groups joined through an AF_INET6 socket are found (IPPROTO_IP level).
+ * The interface travels by name (the index differs between nodes): restore
+ * joins the group on the interface of the same name on D.
+ */
+#define SOCKMIG_UDP_MC_MAX 20 /* net.ipv4.igmp_max_memberships' default */
+
+struct sockmig_udp_mc {
+	uint8_t family;          /* of the group: AF_INET or AF_INET6 */
+	uint8_t pad[3];
+	uint32_t ifindex;        /* on S, informational */
+	char ifname[SOCKMIG_NAME_LEN]; /* NUL-terminated */
+	uint8_t group[16];       /* IPv4 in the first 4 bytes */
+};
+
+enum {
+	/* The socket held option memory (SK_MEMINFO_OPTMEM > 0): its
+	 * memberships were looked up, and mc[] holds what was found. */
+	SOCKMIG_UDP_MC_PROBED = 1u << 0,
+};
+
 struct sockmig_udp_state {
-	uint32_t flags;          /* reserved, 0 */
+	uint32_t flags;          /* SOCKMIG_UDP_* */
 	uint8_t family;          /* of the socket */
 	uint8_t pad[3];
 	struct sockmig_endpoint local;
 	struct sockmig_endpoint remote; /* family 0: not connected */
 	struct sockmig_sock_opts sockopts;
+	/* IPv6: name of sockopts.mc_ifindex (IPV6_MULTICAST_IF) on S, "" = none */
+	char mc_ifname[SOCKMIG_NAME_LEN];
+	uint32_t mc_count;       /* memberships in mc[] */
+	struct sockmig_udp_mc mc[SOCKMIG_UDP_MC_MAX];
 };
 
 /* One datagram of a receive queue. */
@@ -354,6 +403,8 @@ struct sockmig_udp_queue {
 	struct sockmig_udp_dgram dgrams[];
 };
 
+/* Addresses, options, multicast memberships (see above: -EOPNOTSUPP for a
+ * source-specific one, -E2BIG beyond SOCKMIG_UDP_MC_MAX). */
 int sockmig_udp_save(int fd, struct sockmig_udp_state *ret);
 /* Peek the whole receive queue, in order, leaving it to the socket. The
  * socket's SO_PEEK_OFF (and IP_PKTINFO for wildcard sockets) is put back. */
@@ -365,7 +416,9 @@ int sockmig_udp_queue_new(const struct sockmig_udp_dgram *dgrams, uint32_t count
 			  struct sockmig_udp_queue **ret);
 
 /* Create the socket in the calling thread's namespace: bound (the address need
- * not be local yet), connected if it was, options restored. O_CLOEXEC. */
+ * not be local yet), connected if it was, options restored, multicast groups
+ * joined on the interfaces of the same names (-ENODEV if one is missing).
+ * O_CLOEXEC. */
 int sockmig_udp_restore(const struct sockmig_udp_state *st, int *ret_fd);
 
 /* Re-send every datagram of q to the restored socket, from its original

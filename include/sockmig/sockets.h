@@ -70,6 +70,11 @@ struct sockmig_move_opts {
 	/* Listeners: how long the application may take to accept the
 	 * connections waiting in their queues before the freeze; 0: 2 s. */
 	unsigned drain_ms;
+	/* D: leave the slow teardown (removing the lock's chains, closing
+	 * netlink and packet sockets: 30 to 40 ms, most of it RCU grace
+	 * periods) to a detached child process, so that the program that
+	 * takes the sockets starts at once. For a caller that execs next. */
+	unsigned cleanup_in_background;
 };
 
 struct sockmig_move_stats {

@@ -43,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	while (size >= 3) {
-		uint16_t type = types[data[0] % (sizeof(types) / sizeof(types[0]))];
+		uint16_t type = types[(data[0] & 0x7f) % (sizeof(types) / sizeof(types[0]))];
 		size_t len = (size_t)data[1] | (size_t)data[2] << 8;
 
 		data += 3;

@@ -9,9 +9,13 @@
  *
  * Socket C is bound to the job's address and connected to one peer socket;
  * socket W is bound to the wildcard and hears from two peer sockets (so the
- * sources differ and the destination comes from IP_PKTINFO).
+ * sources differ and the destination comes from IP_PKTINFO). W has also
+ * joined a multicast group on eth0 (an IPv4 group for 4 and mapped, IPv6
+ * for 6) and set its multicast options: after restore on B it must receive
+ * a datagram the peer sends to that group, and read the options back.
  */
 #include <getopt.h>
+#include <net/if.h>
 #include <netinet/in.h>
 
 #include "image.h"
@@ -25,6 +29,8 @@
 #define PPORT1 40211
 #define PPORT2 40212
 #define N 200
+#define MC4 "239.77.0.1"
+#define MC6 "ff15::77:1"
 
 static int family_mode;
 
@@ -71,6 +77,34 @@ static void send_to(int fd, int fam, const char *addr, int port, const uint8_t *
 
 	if (sendto(fd, p, n, 0, (struct sockaddr *)&ss, sl) != (ssize_t)n)
 		die("sendto %s:%d: %s", addr, port, strerror(errno));
+}
+
+/* Join (or, with src, join source-specifically) group on eth0. */
+static void mc_join(int fd, int gfam, const char *group, const char *src)
+{
+	struct group_source_req gsr;
+	socklen_t sl;
+
+	memset(&gsr, 0, sizeof(gsr));
+	gsr.gsr_interface = if_nametoindex("eth0");
+	sl = make_addr(gfam, group, 0, &gsr.gsr_group);
+	(void)sl;
+	if (src)
+		make_addr(gfam, src, 0, &gsr.gsr_source);
+	if (setsockopt(fd, gfam == AF_INET ? IPPROTO_IP : IPPROTO_IPV6,
+		       src ? MCAST_JOIN_SOURCE_GROUP : MCAST_JOIN_GROUP, &gsr,
+		       src ? sizeof(gsr) : sizeof(struct group_req)) < 0)
+		die("join %s%s%s: %s", group, src ? " from " : "", src ? src : "", strerror(errno));
+}
+
+static int getint(int fd, int level, int name)
+{
+	int v = -1;
+	socklen_t sl = sizeof(v);
+
+	if (getsockopt(fd, level, name, &v, &sl) < 0)
+		die("getsockopt %d/%d: %s", level, name, strerror(errno));
+	return v;
 }
 
 static uint32_t queued(int fd)
@@ -168,6 +202,34 @@ int main(int argc, char *argv[])
 	hw = udp_socket(fam, fam == AF_INET ? "0.0.0.0" : "::", WPORT, family_mode == 6);
 	v = 5;
 	setsockopt(hw, SOL_SOCKET, SO_PRIORITY, &v, sizeof(v));
+	/* multicast: W joins the group; its sending options are set off the
+	 * defaults (IPv6: hops, loop and interface; IPv4: ttl and loop) */
+	mc_join(hw, pfam, pfam == AF_INET ? MC4 : MC6, NULL);
+	v = 0;
+	if (fam == AF_INET6) {
+		setsockopt(hw, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, &v, sizeof(v));
+		v = 7;
+		setsockopt(hw, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &v, sizeof(v));
+		v = (int)if_nametoindex("eth0");
+		setsockopt(hw, IPPROTO_IPV6, IPV6_MULTICAST_IF, &v, sizeof(v));
+	} else {
+		setsockopt(hw, IPPROTO_IP, IP_MULTICAST_LOOP, &v, sizeof(v));
+		v = 7;
+		setsockopt(hw, IPPROTO_IP, IP_MULTICAST_TTL, &v, sizeof(v));
+	}
+	/* a source-specific membership is refused, not dropped silently */
+	{
+		int ss = udp_socket(fam, fam == AF_INET ? "0.0.0.0" : "::", WPORT + 10, family_mode == 6);
+		struct sockmig_udp_state sst;
+		int r;
+
+		mc_join(ss, pfam, pfam == AF_INET ? MC4 : MC6, peer);
+		r = sockmig_udp_save(ss, &sst);
+		if (r != -EOPNOTSUPP)
+			die("save of a socket with a source-specific membership returned %d, want -EOPNOTSUPP", r);
+		close(ss);
+		printf("PASS source-specific membership refused: %s\n", sockmig_error());
+	}
 
 	for (int i = 0; i < N; i++) {
 		fill_dgram(buf, 'C', i);
@@ -186,6 +248,14 @@ int main(int argc, char *argv[])
 		die("save: %s", sockmig_error());
 	if (cq->count != N || wq->count != N)
 		die("saved %u and %u datagrams, %d were sent to each", cq->count, wq->count, N);
+	if (cst.flags || cst.mc_count)
+		die("socket C has no membership but was probed (flags 0x%x, %u groups)", cst.flags, cst.mc_count);
+	if (!(wst.flags & SOCKMIG_UDP_MC_PROBED) || wst.mc_count != 1 || wst.mc[0].family != pfam ||
+	    strcmp(wst.mc[0].ifname, "eth0"))
+		die("socket W: memberships not found (flags 0x%x, %u groups)", wst.flags, wst.mc_count);
+	if (fam == AF_INET6 && strcmp(wst.mc_ifname, "eth0"))
+		die("socket W: IPV6_MULTICAST_IF saved as '%s', want eth0", wst.mc_ifname);
+	printf("PASS multicast membership found: %s group on %s\n", pfam == AF_INET ? MC4 : MC6, wst.mc[0].ifname);
 	sl = sizeof(v);
 	getsockopt(hw, SOL_SOCKET, SO_PEEK_OFF, &v, &sl);
 	if (v != -1)
@@ -268,6 +338,41 @@ int main(int argc, char *argv[])
 	if (v != 512 * 1024)
 		die("restored wildcard socket: SO_RCVBUF %d, want %d", v, 512 * 1024);
 	printf("PASS both restored sockets go on both ways; options read back\n");
+
+	/* the group, from the peer, on B now */
+	if (fam == AF_INET6) {
+		if (getint(rw, IPPROTO_IPV6, IPV6_MULTICAST_LOOP) != 0 ||
+		    getint(rw, IPPROTO_IPV6, IPV6_MULTICAST_HOPS) != 7 ||
+		    getint(rw, IPPROTO_IPV6, IPV6_MULTICAST_IF) != (int)if_nametoindex("eth0"))
+			die("restored wildcard socket: IPv6 multicast loop/hops/if not read back as 0/7/eth0");
+	} else if (getint(rw, IPPROTO_IP, IP_MULTICAST_LOOP) != 0 || getint(rw, IPPROTO_IP, IP_MULTICAST_TTL) != 7) {
+		die("restored wildcard socket: IPv4 multicast loop/ttl not read back as 0/7");
+	}
+	ns_enter(nsp);
+	{
+		int ms = udp_socket(pfam, peer, PPORT2 + 10, 1);
+		int idx = (int)if_nametoindex("eth0");
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		struct pollfd pfd = { .fd = rw, .events = POLLIN };
+		ssize_t k;
+
+		if (pfam == AF_INET) {
+			struct ip_mreqn mr = { .imr_ifindex = idx };
+
+			setsockopt(ms, IPPROTO_IP, IP_MULTICAST_IF, &mr, sizeof(mr));
+		} else {
+			setsockopt(ms, IPPROTO_IPV6, IPV6_MULTICAST_IF, &idx, sizeof(idx));
+		}
+		send_to(ms, pfam, pfam == AF_INET ? MC4 : MC6, WPORT, (const uint8_t *)"group", 5);
+		if (poll(&pfd, 1, 5000) != 1)
+			die("restored wildcard socket: the datagram to group %s never came", pfam == AF_INET ? MC4 : MC6);
+		k = recvfrom(rw, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &fl);
+		if (k != 5 || memcmp(buf, "group", 5))
+			die("restored wildcard socket: wrong datagram from the group (%zd bytes)", k);
+		close(ms);
+	}
+	printf("PASS the restored socket is still in the group on B: a datagram to it arrived; multicast options read back\n");
 	sockmig_udp_queue_free(cq);
 	sockmig_udp_queue_free(wq);
 	sockmig_udp_queue_free(cq2);

@@ -182,12 +182,69 @@ static void test_udp_roundtrip(void **state)
 	sockmig_udp_queue_free(q);
 }
 
+/* Version 2: the multicast trailer (memberships, IPv6 multicast interface). */
+static void test_udp_multicast(void **state)
+{
+	struct sockmig_udp_state st = { 0 }, st2;
+	struct sockmig_udp_queue *q2;
+	struct sm_buf b;
+	uint32_t id;
+
+	(void)state;
+	st.family = AF_INET6;
+	st.local.family = AF_INET6;
+	st.local.port = 5353;
+	st.flags = SOCKMIG_UDP_MC_PROBED;
+	st.sockopts.present = SOCKMIG_OPT_MC;
+	st.sockopts.mc_ifindex = 4;
+	strcpy(st.mc_ifname, "eth0");
+	st.mc_count = 2;
+	st.mc[0].family = AF_INET6;
+	st.mc[0].ifindex = 4;
+	strcpy(st.mc[0].ifname, "eth0");
+	st.mc[0].group[0] = 0xff;
+	st.mc[0].group[1] = 0x15;
+	st.mc[0].group[15] = 1;
+	st.mc[1].family = AF_INET; /* an IPv4 group on a dual-stack socket */
+	st.mc[1].ifindex = 4;
+	strcpy(st.mc[1].ifname, "eth0");
+	st.mc[1].group[0] = 239;
+	st.mc[1].group[3] = 1;
+	sm_buf_init(&b);
+	assert_int_equal(sm_sock_encode_udp(&b, 3, &st, NULL), 0);
+	assert_int_equal(b.data[0], 2);
+	assert_int_equal(sm_sock_decode_udp(b.data, b.len, 0, &id, &st2, &q2), 0);
+	assert_memory_equal(&st, &st2, sizeof(st));
+	assert_int_equal(q2->count, 0);
+	sockmig_udp_queue_free(q2);
+	write_seed("udp-v6-mc", 1, &b);
+
+	for (size_t n = 0; n < b.len; n++)
+		assert_int_equal(sm_sock_decode_udp(b.data, n, 0, &id, &st2, &q2), -EBADMSG);
+
+	/* the last membership's group made unicast: refused */
+	b.data[b.len - 16] = 10;
+	assert_int_equal(sm_sock_decode_udp(b.data, b.len, 0, &id, &st2, &q2), -EBADMSG);
+	assert_non_null(strstr(sockmig_error(), "non-multicast"));
+	sm_buf_free(&b);
+
+	/* nothing multicast: version 1, as before */
+	memset(&st.mc, 0, sizeof(st.mc));
+	st.mc_count = 0;
+	memset(st.mc_ifname, 0, sizeof(st.mc_ifname));
+	sm_buf_init(&b);
+	assert_int_equal(sm_sock_encode_udp(&b, 3, &st, NULL), 0);
+	assert_int_equal(b.data[0], 1);
+	sm_buf_free(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tcp_roundtrip),
 		cmocka_unit_test(test_tcp_inconsistent),
 		cmocka_unit_test(test_udp_roundtrip),
+		cmocka_unit_test(test_udp_multicast),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
