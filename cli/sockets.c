@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -313,6 +314,13 @@ static int exec_with(struct sockmig_restored *rs, char *argv[])
 				strerror(errno));
 			return 1;
 		}
+	}
+	if (getenv("SOCKMIG_DEBUG")) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		fprintf(stderr, "%s: %5ld.%06ld exec %s\n", prog_name, (long)(ts.tv_sec % 100000), ts.tv_nsec / 1000,
+			argv[0]);
 	}
 	fflush(stdout);
 	fflush(stderr);

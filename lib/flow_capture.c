@@ -37,7 +37,9 @@
 
 #define CAPTURE_GROUP_FIRST 0x5300
 #define CAPTURE_GROUP_LAST 0x53ff
-#define CAPTURE_RCVBUF (16 << 20)
+/* Big: with thousands of busy flows frozen for a long save, copies arrive
+ * faster than one poll drains them (the kernel charges only what is queued). */
+#define CAPTURE_RCVBUF (128 << 20)
 
 struct sockmig_capture {
 	struct mnl_socket *nl;

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -194,6 +197,9 @@ static int finish(struct dst *d, const struct sockmig_flow_capture *caps, size_t
 	for (size_t i = 0; i < d->m.n_socks; i++) {
 		struct sm_move_sock *s = &d->m.socks[i];
 
+		/* as on S: keep the capture's queue from overflowing */
+		if ((i & 255) == 255 && sockmig_capture_poll(d->cap) < 0)
+			return sm_fail(-ENOBUFS, "%s", sockmig_error());
 		if (s->listener) {
 			r = sockmig_tcp_listener_restore(&s->lst, &s->fd);
 			d->st.n_tcp++;
@@ -292,26 +298,24 @@ static void dst_free(struct dst *d)
 	free(d->flows);
 }
 
-/* The sockets are live: let a grandchild (reparented at once, so nobody has
- * to reap it) remove the lock and close the capture, while our copies of
- * those fds close for free at the caller's exec, the grandchild holding
- * the last reference. */
+/* The sockets are live: let a sibling process (CLONE_PARENT: our parent
+ * reaps it, we do not wait for it) remove the lock and close the capture,
+ * while our copies of those fds close for free at the caller's exec, the
+ * sibling holding the last reference. A plain fork + wait for a grandchild
+ * cost 2 to 7 ms of the pause. */
 static void dst_free_in_background(struct dst *d)
 {
-	pid_t pid = fork();
+	pid_t pid = (pid_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
 
 	if (pid == 0) {
-		if (fork() == 0) {
-			dst_free(d);
-			_exit(0);
-		}
+		dst_free(d);
 		_exit(0);
 	}
 	if (pid < 0) {
 		dst_free(d);
 		return;
 	}
-	waitpid(pid, NULL, 0);
+	sm_debug("move dst: teardown handed to another process");
 	sm_move_msg_clear(&d->m);
 	free(d->flows);
 }
@@ -412,6 +416,7 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 	if (r < 0)
 		goto out_abort;
 	r = sm_move_send_status(chan, SM_MOVE_RUNNING, NULL);
+	sm_debug("move dst: RUNNING sent");
 	if (r < 0) {
 		/* S cannot learn that we run: it rolls back, so must we. */
 		sm_fail(r, "cannot tell the source that the sockets run here: %s", sockmig_error());

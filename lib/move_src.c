@@ -442,6 +442,10 @@ static int freeze_and_save(struct src *s)
 	for (size_t i = 0; i < s->n; i++) {
 		struct sm_move_sock *m = &s->socks[i];
 
+		/* Thousands of frozen flows fill the capture's queue while we
+		 * read: drain it as we go (a full queue fails the move). */
+		if ((i & 255) == 255 && sockmig_capture_poll(s->cap) < 0)
+			return sm_fail(-ENOBUFS, "%s", sockmig_error());
 		if (m->listener) {
 			r = sockmig_tcp_listener_save(m->fd, &m->lst);
 			s->st.n_tcp++;
