@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,25 +275,86 @@ static bool command_exists(const char *cmd)
 	return false;
 }
 
+/*
+ * Put every socket at its old fd number with at most one spare fd (10,000
+ * sockets must fit under RLIMIT_NOFILE, which parking them all above the
+ * targets did not): a socket whose target is held by another one that still
+ * has to move waits for it; a cycle is broken by parking one above all.
+ */
+static int place_fds(struct sockmig_restored *rs)
+{
+	size_t n = rs->n, sp = 0;
+	int maxfd = 0, r = 1;
+	_cleanup_free_ int *occ = NULL;
+	_cleanup_free_ uint8_t *state = NULL; /* 0 to do, 1 waiting, 2 placed */
+	_cleanup_free_ size_t *stack = NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		if (rs->socks[i].target_fd > maxfd)
+			maxfd = rs->socks[i].target_fd;
+		if (rs->socks[i].fd > maxfd)
+			maxfd = rs->socks[i].fd;
+	}
+	occ = malloc(((size_t)maxfd + 1) * sizeof(*occ));
+	state = calloc(n + 1, 1);
+	stack = malloc((n + 1) * sizeof(*stack));
+	if (!occ || !state || !stack) {
+		cli_err("sockets restore: out of memory");
+		return 1;
+	}
+	for (int f = 0; f <= maxfd; f++)
+		occ[f] = -1;
+	for (size_t i = 0; i < n; i++)
+		occ[rs->socks[i].fd] = (int)i;
+	for (size_t i0 = 0; i0 < n; i0++) {
+		if (state[i0] == 2)
+			continue;
+		stack[sp++] = i0;
+		while (sp) {
+			size_t i = stack[sp - 1];
+			int t = rs->socks[i].target_fd, cur = rs->socks[i].fd, j = occ[t];
+
+			if (cur == t) {
+				fcntl(t, F_SETFD, 0); /* the program must inherit it */
+				occ[t] = -1;
+				state[i] = 2;
+				sp--;
+				continue;
+			}
+			if (j >= 0 && (size_t)j != i) {
+				if (state[j] == 1) { /* a cycle: park j out of the way */
+					int nf = fcntl(rs->socks[j].fd, F_DUPFD_CLOEXEC, maxfd + 1);
+
+					if (nf < 0)
+						goto fail;
+					occ[rs->socks[j].fd] = -1;
+					close(rs->socks[j].fd);
+					rs->socks[j].fd = nf;
+					continue;
+				}
+				state[i] = 1;
+				stack[sp++] = (size_t)j;
+				continue;
+			}
+			if (dup2(cur, t) < 0)
+				goto fail;
+			if (cur <= maxfd)
+				occ[cur] = -1;
+			close(cur);
+			rs->socks[i].fd = t;
+			state[i] = 2;
+			sp--;
+		}
+	}
+	return 0;
+fail:
+	cli_err("sockets restore: cannot put the sockets at their fd numbers: %s", strerror(errno));
+	return r;
+}
+
 /* Put each socket at its old fd number and become CMD. */
 static int exec_with(struct sockmig_restored *rs, char *argv[])
 {
-	int above = 0;
-
-	for (size_t i = 0; i < rs->n; i++)
-		if (rs->socks[i].target_fd >= above)
-			above = rs->socks[i].target_fd + 1;
-	for (size_t i = 0; i < rs->n; i++) {
-		/* Out of the way of every target number first. */
-		int high = fcntl(rs->socks[i].fd, F_DUPFD_CLOEXEC, above);
-
-		if (high < 0) {
-			cli_err("sockets restore: cannot move fd %d: %s", rs->socks[i].fd, strerror(errno));
-			return 1;
-		}
-		close(rs->socks[i].fd);
-		rs->socks[i].fd = high;
-	}
 	{
 		/* Like systemd's LISTEN_FDS: the program learns what it got,
 		 * including connections accepted while the listeners drained. */
@@ -308,13 +370,6 @@ static int exec_with(struct sockmig_restored *rs, char *argv[])
 			len += (size_t)snprintf(list + len, size - len, "%s%d", i ? " " : "", rs->socks[i].target_fd);
 		setenv("SOCKMIG_FDS", list, 1);
 	}
-	for (size_t i = 0; i < rs->n; i++) {
-		if (dup2(rs->socks[i].fd, rs->socks[i].target_fd) < 0) {
-			cli_err("sockets restore: cannot put a socket at fd %d: %s", rs->socks[i].target_fd,
-				strerror(errno));
-			return 1;
-		}
-	}
 	if (getenv("SOCKMIG_DEBUG")) {
 		struct timespec ts;
 
@@ -324,6 +379,8 @@ static int exec_with(struct sockmig_restored *rs, char *argv[])
 	}
 	fflush(stdout);
 	fflush(stderr);
+	if (place_fds(rs))
+		return 1;
 	signal(SIGPIPE, SIG_DFL);
 	execvp(argv[0], argv);
 	cli_err("sockets restore: cannot run %s: %s", argv[0], strerror(errno));

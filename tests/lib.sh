@@ -120,7 +120,7 @@ t_wait_exit() {
 	# A timer in a session of its own (a plain sh: none of our traps),
 	# killed as a group once the program is done. `wait PID` also works
 	# for a program that already ended, which `wait -n` does not.
-	setsid sh -c 'sleep "$1"; kill -TERM "$2" 2>/dev/null' sh "$secs" "$pid" &
+	setsid sh -c 'sleep "$1"; kill -TERM "$2" 2>/dev/null; sleep 2; kill -KILL "$2" 2>/dev/null' sh "$secs" "$pid" &
 	local timer=$!
 	wait "$pid"
 	status=$?
