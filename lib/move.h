@@ -96,6 +96,9 @@ int sm_move_write_status(struct sm_image_writer *w, uint32_t code, const char *r
 /* A whole control image with one status. */
 int sm_move_send_status(int fd, uint32_t code, const char *reason);
 
+/* Same protocol, addresses and ports (addresses compared to their length). */
+bool sm_move_flow_eq(const struct sockmig_flow *a, const struct sockmig_flow *b);
+
 /* The flow of a socket as the wire carries it, from the socket's names. */
 int sm_move_flow_of_fd(int fd, uint8_t proto, struct sockmig_flow *ret);
 

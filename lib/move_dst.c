@@ -34,19 +34,6 @@ struct dst {
 	struct sockmig_move_stats st;
 };
 
-static bool flow_eq(const struct sockmig_flow *a, const struct sockmig_flow *b)
-{
-	const struct sockmig_endpoint *e[4] = { &a->local, &b->local, &a->remote, &b->remote };
-
-	if (a->proto != b->proto)
-		return false;
-	for (int i = 0; i < 4; i += 2) {
-		if (e[i]->family != e[i + 1]->family || e[i]->port != e[i + 1]->port ||
-		    memcmp(e[i]->addr, e[i + 1]->addr, e[i]->family == AF_INET ? 4 : 16))
-			return false;
-	}
-	return true;
-}
 
 /* The address must be local here when the addresses do not move with the
  * sockets: the replay and the UDP re-injection are addressed to it. */
@@ -163,7 +150,7 @@ static uint32_t restore_snd_una(const struct sm_move_sock *s, const struct sockm
 	for (size_t i = 0; i < n; i++) {
 		const struct sockmig_flow_capture *c = &caps[i];
 
-		if (!c->has_ack || !flow_eq(&c->flow, &s->flow))
+		if (!c->has_ack || !sm_move_flow_eq(&c->flow, &s->flow))
 			continue;
 		/* Only an ACK inside what was queued can trim the queue. */
 		if ((int32_t)(c->ack - una) > 0 && (int32_t)(c->ack - s->tcp.snd_seq) <= 0)

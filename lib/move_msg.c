@@ -343,6 +343,20 @@ int sm_move_recv(int fd, unsigned timeout_ms, struct sm_move_msg *ret)
 	return k;
 }
 
+bool sm_move_flow_eq(const struct sockmig_flow *a, const struct sockmig_flow *b)
+{
+	const struct sockmig_endpoint *e[4] = { &a->local, &b->local, &a->remote, &b->remote };
+
+	if (a->proto != b->proto)
+		return false;
+	for (int i = 0; i < 4; i += 2) {
+		if (e[i]->family != e[i + 1]->family || e[i]->port != e[i + 1]->port ||
+		    memcmp(e[i]->addr, e[i + 1]->addr, e[i]->family == AF_INET ? 4 : 16))
+			return false;
+	}
+	return true;
+}
+
 int sm_move_flow_of_fd(int fd, uint8_t proto, struct sockmig_flow *ret)
 {
 	struct sockaddr_storage ss;
@@ -415,13 +429,9 @@ int sockmig_sockets_image_read(int fd, struct sockmig_sockets_image **ret)
 			o->udp_queued = s->udpq->count;
 			o->udp_queued_bytes = s->udpq->bytes;
 		}
-		for (size_t k2 = 0; k2 < m.n_caps; k2++) {
-			const struct sockmig_flow *a = &m.caps[k2].flow, *b = &s->flow;
-
-			if (a->proto == b->proto && a->local.port == b->local.port && a->remote.port == b->remote.port &&
-			    !memcmp(a->local.addr, b->local.addr, 16) && !memcmp(a->remote.addr, b->remote.addr, 16))
+		for (size_t k2 = 0; k2 < m.n_caps; k2++)
+			if (sm_move_flow_eq(&m.caps[k2].flow, &s->flow))
 				o->captured += m.caps[k2].n_packets;
-		}
 	}
 	sm_move_msg_clear(&m);
 	*ret = img;

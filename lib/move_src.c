@@ -682,7 +682,6 @@ static int expect(struct src *s, int chan, uint32_t want)
 				    m.has_status ? sm_move_status_name(m.status) : "without a status",
 				    sm_move_status_name(want));
 	}
-	s->st.image_bytes += 0;
 	sm_move_msg_clear(&m);
 	return r;
 }

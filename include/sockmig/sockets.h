@@ -83,7 +83,6 @@ struct sockmig_move_stats {
 	uint32_t udp_queued;   /* datagrams waiting in receive queues, carried over */
 	uint32_t captured_src; /* packets captured on S during the freeze, replayed on D */
 	uint32_t captured_dst; /* packets captured on D before its sockets were live */
-	uint64_t image_bytes;  /* bytes sent (S) or received (D) over the channel */
 	uint64_t frozen_ns;    /* S: flows frozen until D reported RUNNING */
 	uint64_t save_ns;      /* S: stop + reading every socket */
 	uint64_t restore_ns;   /* D: image 2 received until sockets live */
