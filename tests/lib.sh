@@ -81,6 +81,17 @@ t_init() {
 	trap t_cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
+	# Whatever called us may have leaked fds (a CI runner's pipe, say):
+	# the programs we start must have only the fds the test gives them,
+	# or checkpoint tests would see (and refuse) a stranger's pipe.
+	# (bash reads this script on fd 255; that one stays.)
+	local f n
+	for f in /proc/$$/fd/*; do
+		n=${f##*/}
+		if [ "$n" -gt 2 ] && [ "$n" -lt 255 ]; then
+			eval "exec $n>&-" 2>/dev/null
+		fi
+	done
 }
 
 t_lab_up() {
@@ -171,4 +182,28 @@ t_root_net_snapshot_only() {
 		ip netns list 2>/dev/null | awk '{print "netns", $1}' | grep -E -- "^netns ($re)"
 		ls /run/sockmig/labs 2>/dev/null | awk '{print "lab", $1}' | grep -E -- "^lab ($re)"
 	} 2>&1 | sort
+}
+
+# ---- checked streams of tests/progs/peer (progress lines on stderr:
+# "progress sent=N verified=N") ----
+
+# The bytes the peer TAG has verified so far.
+last_verified() {
+	grep -o 'verified=[0-9]*' "$T_DIR/$1.err" | tail -1 | cut -d= -f2 | grep . || echo 0
+}
+# TAG SECS: wait for the next progress line (or SECS).
+t_wait_line_after() {
+	local n
+	n=$(wc -l <"$T_DIR/$1.err")
+	timeout "$2" grep -m1 -q progress <(timeout "$2" tail -n +$((n + 1)) -F "$T_DIR/$1.err" 2>/dev/null) || true
+}
+# TAG BYTES [ROUNDS]: until the stream has verified BYTES (bounded: ROUNDS
+# progress lines or 2 s each, default 30).
+t_wait_progress() {
+	local i
+	for i in $(seq "${3:-30}"); do
+		[ "$(last_verified "$1")" -ge "$2" ] && return 0
+		t_wait_line_after "$1" 2
+	done
+	t_fail "$1: the stream did not reach $2 verified bytes (at $(last_verified "$1"))"
 }

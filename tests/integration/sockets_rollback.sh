@@ -28,23 +28,6 @@ UJOB=198.18.0.101
 t_check t_exec n1 ip addr add $JOB/24 dev eth0
 t_check t_exec n1 ip addr add $UJOB/24 dev eth0
 
-# progress lines go to stderr: "progress sent=N verified=N"
-last_verified() {
-	grep -o 'verified=[0-9]*' "$T_DIR/$1.err" | tail -1 | cut -d= -f2 | grep . || echo 0
-}
-t_wait_line_after() { # TAG SECS: wait for the next progress line on stderr
-	local n
-	n=$(wc -l <"$T_DIR/$1.err")
-	timeout "$2" grep -m1 -q progress <(timeout "$2" tail -n +$((n + 1)) -F "$T_DIR/$1.err" 2>/dev/null) || true
-}
-t_wait_progress() { # TAG BYTES: until the stream has verified BYTES (bounded)
-	local i
-	for i in $(seq 30); do
-		[ "$(last_verified "$1")" -ge "$2" ] && return 0
-		t_wait_line_after "$1" 2
-	done
-	t_fail "$1: the stream did not reach $2 verified bytes (at $(last_verified "$1"))"
-}
 
 # t_wait_exit, also for a program that ended while a foreground command ran:
 # bash then drops it from its job table and `wait -n PID` (t_wait_exit) says
