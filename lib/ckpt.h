@@ -13,13 +13,16 @@
 
 #include "image.h"
 
+struct ckpt_fds;
+struct ckpt_task;
+
 enum {
 	CKPT_SEC_INFO = 0x1001,   /* pid, comm, CPU features (xcr0) */
 	CKPT_SEC_MM = 0x1002,     /* mm fields, auxv, exe path */
 	CKPT_SEC_VMAS = 0x1003,   /* every mapping */
 	CKPT_SEC_PAGES = 0x1004,  /* one run of contiguous present pages */
 	CKPT_SEC_THREAD = 0x1005, /* registers, xstate, blocked mask, rseq */
-	CKPT_SEC_STDIO = 0x1006,  /* fds 0, 1, 2 */
+	/* 0x1006 was STDIO (fds 0..2) before ckpt_fd.c took every fd */
 	CKPT_SEC_VDSO = 0x1007,   /* the vdso's bytes, compared on restore */
 };
 
@@ -41,12 +44,17 @@ enum {
 	CKPT_VMA_VVAR_VCLOCK = 1u << 5,
 	CKPT_VMA_VDSO = 1u << 6,
 	CKPT_VMA_VSYSCALL = 1u << 7, /* fixed by the kernel, nothing to do */
+	/* MAP_SHARED memory the image carries (shared anonymous, memfd, a
+	 * deleted file): restored as a memfd with these pages, shared by every
+	 * mapping (and fd) of the same inode */
+	CKPT_VMA_SHM = 1u << 8,
 };
 #define CKPT_VMA_SPECIAL (CKPT_VMA_VVAR | CKPT_VMA_VVAR_VCLOCK | CKPT_VMA_VDSO | CKPT_VMA_VSYSCALL)
 
 struct ckpt_vma {
 	uint64_t start, end;
 	uint64_t pgoff; /* file offset in bytes */
+	uint64_t ino;   /* the inode behind it (0: anonymous) */
 	uint32_t prot;  /* PROT_READ | PROT_WRITE | PROT_EXEC */
 	uint32_t flags; /* CKPT_VMA_* */
 	char *path;     /* file-backed: the file; NULL otherwise */
@@ -70,17 +78,8 @@ struct ckpt_thread {
 	uint8_t xstate[CKPT_XSTATE_MAX];
 };
 
-enum { CKPT_STDIO_NONE = 0, CKPT_STDIO_FILE = 1, CKPT_STDIO_OTHER = 2 };
-
-struct ckpt_stdio {
-	uint32_t kind;  /* CKPT_STDIO_* */
-	uint32_t flags; /* F_GETFL */
-	uint64_t pos;   /* file offset */
-	char path[4096];
-};
-
 struct ckpt_info {
-	uint32_t pid;
+	uint32_t pid; /* as the process itself sees it (innermost pid namespace) */
 	char comm[17];
 	uint64_t xfeatures; /* the source's XCR0: state components the xstate may use */
 };
@@ -90,7 +89,8 @@ struct ckpt_image {
 	struct ckpt_info info;
 	struct ckpt_mm mm;
 	struct ckpt_thread thread;
-	struct ckpt_stdio stdio[3];
+	struct ckpt_fds *fds;   /* ckpt_fd.c; NULL: no fd at all */
+	struct ckpt_task *task; /* ckpt_task.c */
 	struct ckpt_vma *vmas;
 	size_t n_vmas;
 	uint8_t *vdso;
@@ -104,7 +104,6 @@ int ckpt_write_info(struct sm_image_writer *w, const struct ckpt_info *in);
 int ckpt_write_mm(struct sm_image_writer *w, const struct ckpt_mm *mm);
 int ckpt_write_vmas(struct sm_image_writer *w, const struct ckpt_vma *v, size_t n);
 int ckpt_write_thread(struct sm_image_writer *w, const struct ckpt_thread *t);
-int ckpt_write_stdio(struct sm_image_writer *w, const struct ckpt_stdio s[3]);
 int ckpt_write_vdso(struct sm_image_writer *w, const void *p, size_t len);
 /* Header of a PAGES section; the caller writes header + data as one section. */
 #define CKPT_PAGES_HDR 16

@@ -9,6 +9,9 @@
  * exactly as it was.
  */
 #include <elf.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -22,6 +25,8 @@
 
 #include "sockmig/ckpt.h"
 #include "ckpt.h"
+#include "ckpt_fd.h"
+#include "ckpt_task.h"
 #include "util.h"
 
 #ifndef PTRACE_GET_RSEQ_CONFIGURATION
@@ -29,6 +34,9 @@
 #endif
 #ifndef NT_X86_XSTATE
 #define NT_X86_XSTATE 0x202
+#endif
+#ifndef PTRACE_GETSIGMASK
+#define PTRACE_GETSIGMASK 0x420a
 #endif
 
 struct rseq_config { /* struct ptrace_rseq_configuration */
@@ -54,14 +62,15 @@ static void free_vmas(struct ckpt_vma *v, size_t n)
 /* One line of /proc/PID/maps: "start-end perms offset dev inode   path". */
 static int parse_maps_line(const char *line, struct ckpt_vma *v)
 {
-	unsigned long long start, end, off;
+	unsigned long long start, end, off, ino;
 	char perms[5];
 	int pos = 0;
 	const char *path;
 
 	memset(v, 0, sizeof(*v));
-	if (sscanf(line, "%llx-%llx %4s %llx %*x:%*x %*u %n", &start, &end, perms, &off, &pos) < 4 || !pos)
+	if (sscanf(line, "%llx-%llx %4s %llx %*x:%*x %llu %n", &start, &end, perms, &off, &ino, &pos) < 5 || !pos)
 		return -EIO;
+	v->ino = ino;
 	v->start = start;
 	v->end = end;
 	v->pgoff = off;
@@ -71,9 +80,16 @@ static int parse_maps_line(const char *line, struct ckpt_vma *v)
 		v->flags |= CKPT_VMA_SHARED;
 	path = line + pos;
 	if (path[0] == '/') {
+		size_t len = strlen(path);
+
 		v->path = strdup(path);
 		if (!v->path)
 			return -ENOMEM;
+		/* shared memory no file on D can give back: MAP_SHARED|MAP_ANONYMOUS
+		 * ("/dev/zero (deleted)"), a memfd, a deleted file */
+		if ((v->flags & CKPT_VMA_SHARED) &&
+		    (!strncmp(path, "/memfd:", 7) || (len > 10 && !strcmp(path + len - 10, " (deleted)"))))
+			v->flags |= CKPT_VMA_SHM;
 		return 0;
 	}
 	v->flags |= CKPT_VMA_ANON;
@@ -165,10 +181,18 @@ static int read_status_field(pid_t pid, const char *key, char *val, size_t size)
 	return -ENOENT;
 }
 
-int sockmig_ckpt_check(struct sockmig_proc *p)
+/* A tracer that is one of our threads (a daemon's worker) is us. */
+static bool tracer_is_us(int tid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d", tid);
+	return access(path, F_OK) == 0;
+}
+
+int sockmig_ckpt_check(struct sockmig_proc *p, const struct sockmig_ckpt_opts *o)
 {
 	pid_t pid = sockmig_proc_pid(p);
-	_cleanup_free_ int *fds = NULL;
 	struct ckpt_vma *v = NULL;
 	char val[64];
 	size_t n = 0;
@@ -181,37 +205,42 @@ int sockmig_ckpt_check(struct sockmig_proc *p)
 		return sm_fail(-EOPNOTSUPP, "pid %d has %d threads; only single-threaded processes can be checkpointed yet",
 			       (int)pid, atoi(val));
 	r = read_status_field(pid, "TracerPid", val, sizeof(val));
-	if (r == 0 && atoi(val) != 0 && atoi(val) != getpid())
+	if (r == 0 && atoi(val) != 0 && !tracer_is_us(atoi(val)))
 		return sm_fail(-EBUSY, "pid %d is traced by pid %d, so it cannot be checkpointed", (int)pid, atoi(val));
 
-	r = sockmig_proc_fd_list(p, &fds, &n);
+	r = ckpt_fds_check(pid, o ? o->skip_fds : NULL, o ? o->n_skip_fds : 0);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < n; i++) {
-		char lpath[64], target[256] = "";
-
-		if (fds[i] <= 2)
-			continue;
-		snprintf(lpath, sizeof(lpath), "/proc/%d/fd/%d", (int)pid, fds[i]);
-		if (readlink(lpath, target, sizeof(target) - 1) < 0)
-			snprintf(target, sizeof(target), "?");
-		return sm_fail(-EOPNOTSUPP, "pid %d fd %d (%s): only fds 0, 1 and 2 can be checkpointed yet", (int)pid,
-			       fds[i], target);
-	}
+	r = ckpt_task_check(pid);
+	if (r < 0)
+		return r;
 
 	r = ckpt_read_maps(pid, &v, &n);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < n && r == 0; i++) {
-		if (v[i].flags & CKPT_VMA_SHARED)
-			r = sm_fail(-EOPNOTSUPP, "pid %d: mapping %#" PRIx64 "-%#" PRIx64 " (%s) is shared; shared mappings cannot be checkpointed yet",
-				    (int)pid, v[i].start, v[i].end, v[i].path ? v[i].path : "anonymous");
-		else if (v[i].path && (v[i].path[0] != '/' || strstr(v[i].path, " (deleted)")))
-			r = sm_fail(-EOPNOTSUPP, "pid %d: mapping %#" PRIx64 "-%#" PRIx64 " of %s cannot be checkpointed yet",
+		if (v[i].path && !strncmp(v[i].path, "/SYSV", 5))
+			r = sm_fail(-EOPNOTSUPP, "pid %d: mapping %#" PRIx64 "-%#" PRIx64 " is System V shared memory, which is not migratable",
+				    (int)pid, v[i].start, v[i].end);
+		else if (v[i].path && !(v[i].flags & CKPT_VMA_SHM) &&
+			 (v[i].path[0] != '/' || strstr(v[i].path, " (deleted)")))
+			r = sm_fail(-EOPNOTSUPP, "pid %d: mapping %#" PRIx64 "-%#" PRIx64 " of %s is not migratable",
 				    (int)pid, v[i].start, v[i].end, v[i].path);
 	}
 	free_vmas(v, n);
 	return r;
+}
+
+/* The pid as the process sees it: the last field of NSpid (its own pid
+ * namespace), which a restore in a pid namespace of its own gives back. */
+static uint32_t own_pid(pid_t pid)
+{
+	char val[256], *last;
+
+	if (read_status_field(pid, "NSpid", val, sizeof(val)) < 0)
+		return (uint32_t)pid;
+	last = strrchr(val, '\t');
+	return (uint32_t)atoi(last ? last + 1 : val);
 }
 
 /* /proc/PID/stat fields 26.. (see proc(5)), counted after the last ')'. */
@@ -301,34 +330,6 @@ static int read_thread(pid_t pid, struct ckpt_thread *t, struct ckpt_info *info)
 	return 0;
 }
 
-static int read_stdio(pid_t pid, struct ckpt_stdio s[3])
-{
-	for (int fd = 0; fd < 3; fd++) {
-		char path[64], buf[1024], *q;
-		struct stat st;
-		ssize_t n;
-
-		memset(&s[fd], 0, sizeof(s[fd]));
-		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
-		n = readlink(path, s[fd].path, sizeof(s[fd].path) - 1);
-		if (n < 0) {
-			s[fd].kind = CKPT_STDIO_NONE;
-			continue;
-		}
-		s[fd].path[n] = 0;
-		s[fd].kind = stat(path, &st) == 0 && S_ISREG(st.st_mode) && s[fd].path[0] == '/' ? CKPT_STDIO_FILE
-											   : CKPT_STDIO_OTHER;
-		snprintf(path, sizeof(path), "/proc/%d/fdinfo/%d", (int)pid, fd);
-		if (sm_read_file(path, buf, sizeof(buf)) < 0)
-			continue;
-		if ((q = strstr(buf, "pos:")))
-			s[fd].pos = strtoull(q + 4, NULL, 10);
-		if ((q = strstr(buf, "flags:")))
-			s[fd].flags = (uint32_t)strtoul(q + 6, NULL, 8);
-	}
-	return 0;
-}
-
 static int is_zero_page(const uint8_t *p)
 {
 	static const uint8_t zero[CKPT_PAGE];
@@ -352,11 +353,13 @@ static int write_runs(struct sm_image_writer *w, const struct ckpt_vma *v, uint6
 		uint8_t *h;
 		int r;
 
-		if ((v->flags & CKPT_VMA_ANON) && is_zero_page(pages + i * CKPT_PAGE)) {
+		if ((v->flags & (CKPT_VMA_ANON | CKPT_VMA_SHM)) && is_zero_page(pages + i * CKPT_PAGE)) {
 			i++;
 			continue;
 		}
-		for (j = i + 1; j < npages && !((v->flags & CKPT_VMA_ANON) && is_zero_page(pages + j * CKPT_PAGE)); j++)
+		for (j = i + 1;
+		     j < npages && !((v->flags & (CKPT_VMA_ANON | CKPT_VMA_SHM)) && is_zero_page(pages + j * CKPT_PAGE));
+		     j++)
 			;
 		h = pages + i * CKPT_PAGE - CKPT_PAGES_HDR;
 		{
@@ -383,11 +386,14 @@ static int write_runs(struct sm_image_writer *w, const struct ckpt_vma *v, uint6
 
 /* Copy every page of v that exists and is the process's own: present or
  * swapped, and not a page-cache page of the file behind a private mapping
- * (the file provides those again on restore). */
+ * (the file provides those again on restore). In shared memory the image
+ * carries (CKPT_VMA_SHM) every present page is wanted: they are all shmem
+ * page-cache pages, which pagemap marks PM_FILE. */
 static int dump_vma_pages(struct sm_image_writer *w, int pagemap_fd, int mem_fd, pid_t pid,
 			  const struct ckpt_vma *v, uint8_t *buf, uint64_t *pm)
 {
 	uint64_t npages = (v->end - v->start) / CKPT_PAGE;
+	bool shm = v->flags & CKPT_VMA_SHM;
 
 	for (uint64_t base = 0; base < npages; base += CKPT_RUN_MAX_PAGES) {
 		uint64_t chunk = npages - base < CKPT_RUN_MAX_PAGES ? npages - base : CKPT_RUN_MAX_PAGES;
@@ -401,7 +407,7 @@ static int dump_vma_pages(struct sm_image_writer *w, int pagemap_fd, int mem_fd,
 			uint64_t j, addr, len;
 			int r;
 
-#define WANTED(e) ((((e) & PM_PRESENT) && !((e) & PM_FILE)) || ((e) & PM_SWAPPED))
+#define WANTED(e) ((((e) & PM_PRESENT) && (shm || !((e) & PM_FILE))) || ((e) & PM_SWAPPED))
 			if (!WANTED(pm[i])) {
 				i++;
 				continue;
@@ -424,7 +430,7 @@ static int dump_vma_pages(struct sm_image_writer *w, int pagemap_fd, int mem_fd,
 	return 0;
 }
 
-int sockmig_ckpt_dump(struct sockmig_proc *p, int image_fd)
+int sockmig_ckpt_dump(struct sockmig_proc *p, int image_fd, const struct sockmig_ckpt_opts *o)
 {
 	pid_t pid = sockmig_proc_pid(p);
 	struct sm_image_writer *w = NULL;
@@ -442,7 +448,7 @@ int sockmig_ckpt_dump(struct sockmig_proc *p, int image_fd)
 	memset(&im, 0, sizeof(im));
 	if (!t)
 		return -ENOMEM;
-	r = sockmig_ckpt_check(p);
+	r = sockmig_ckpt_check(p, o);
 	if (r < 0)
 		goto out;
 	r = read_mm(pid, &im.mm);
@@ -451,8 +457,7 @@ int sockmig_ckpt_dump(struct sockmig_proc *p, int image_fd)
 	r = read_thread(pid, t, &im.info);
 	if (r < 0)
 		goto out;
-	read_stdio(pid, im.stdio);
-	im.info.pid = (uint32_t)pid;
+	im.info.pid = own_pid(pid);
 	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
 	if (sm_read_file(path, im.info.comm, sizeof(im.info.comm)) >= 0)
 		im.info.comm[strcspn(im.info.comm, "\n")] = 0;
@@ -495,8 +500,27 @@ int sockmig_ckpt_dump(struct sockmig_proc *p, int image_fd)
 	if (r < 0)
 		goto out;
 	if ((r = ckpt_write_info(w, &im.info)) < 0 || (r = ckpt_write_mm(w, &im.mm)) < 0 ||
-	    (r = ckpt_write_stdio(w, im.stdio)) < 0 || (r = ckpt_write_thread(w, t)) < 0 ||
 	    (r = ckpt_write_vdso(w, im.vdso, im.vdso_len)) < 0 || (r = ckpt_write_vmas(w, im.vmas, im.n_vmas)) < 0)
+		goto out;
+	/* handlers, timers, creds: may run syscalls inside the process, which
+	 * leaves it exactly as it was (ckpt_inject.c) */
+	r = ckpt_task_dump(p, w);
+	if (r < 0)
+		goto out;
+	/* The blocked mask after that: a process stopped in sigsuspend, ppoll
+	 * or pselect showed its temporary mask; the injection's return to user
+	 * space put the real one back. */
+	{
+		uint64_t mask;
+
+		if (ptrace(PTRACE_GETSIGMASK, pid, (void *)sizeof(mask), &mask) == 0)
+			t->sigmask = mask;
+	}
+	r = ckpt_write_thread(w, t);
+	if (r < 0)
+		goto out;
+	r = ckpt_fds_dump(p, o ? o->skip_fds : NULL, o ? o->n_skip_fds : 0, w);
+	if (r < 0)
 		goto out;
 
 	buf = malloc(CKPT_PAGES_HDR + CKPT_RUN_MAX_PAGES * CKPT_PAGE);
@@ -506,7 +530,8 @@ int sockmig_ckpt_dump(struct sockmig_proc *p, int image_fd)
 		goto out;
 	}
 	for (size_t i = 0; i < im.n_vmas; i++) {
-		if (im.vmas[i].flags & (CKPT_VMA_SPECIAL | CKPT_VMA_SHARED))
+		if ((im.vmas[i].flags & CKPT_VMA_SPECIAL) ||
+		    ((im.vmas[i].flags & CKPT_VMA_SHARED) && !(im.vmas[i].flags & CKPT_VMA_SHM)))
 			continue;
 		r = dump_vma_pages(w, pagemap_fd, mem_fd, pid, &im.vmas[i], buf, pm);
 		if (r < 0)

@@ -10,6 +10,8 @@
 #include <sys/mman.h>
 
 #include "ckpt.h"
+#include "ckpt_fd.h"
+#include "ckpt_task.h"
 #include "util.h"
 
 void ckpt_image_free(struct ckpt_image *im)
@@ -20,6 +22,10 @@ void ckpt_image_free(struct ckpt_image *im)
 		free(im->vmas[i].path);
 	free(im->vmas);
 	free(im->vdso);
+	ckpt_fds_free(im->fds);
+	ckpt_task_free(im->task);
+	im->fds = NULL;
+	im->task = NULL;
 	im->vmas = NULL;
 	im->n_vmas = 0;
 	im->vdso = NULL;
@@ -73,6 +79,7 @@ int ckpt_write_vmas(struct sm_image_writer *w, const struct ckpt_vma *v, size_t 
 		sm_buf_put_u64(&b, v[i].start);
 		sm_buf_put_u64(&b, v[i].end);
 		sm_buf_put_u64(&b, v[i].pgoff);
+		sm_buf_put_u64(&b, v[i].ino);
 		sm_buf_put_u32(&b, v[i].prot);
 		sm_buf_put_u32(&b, v[i].flags);
 		put_str(&b, v[i].path);
@@ -97,23 +104,6 @@ int ckpt_write_thread(struct sm_image_writer *w, const struct ckpt_thread *t)
 	sm_buf_put_u32(&b, t->rseq_sig);
 	sm_buf_put_blob(&b, t->xstate, t->xstate_len);
 	r = sm_image_write_buf(w, CKPT_SEC_THREAD, &b);
-	sm_buf_free(&b);
-	return r;
-}
-
-int ckpt_write_stdio(struct sm_image_writer *w, const struct ckpt_stdio s[3])
-{
-	struct sm_buf b;
-	int r;
-
-	sm_buf_init(&b);
-	for (int i = 0; i < 3; i++) {
-		sm_buf_put_u32(&b, s[i].kind);
-		sm_buf_put_u32(&b, s[i].flags);
-		sm_buf_put_u64(&b, s[i].pos);
-		put_str(&b, s[i].path);
-	}
-	r = sm_image_write_buf(w, CKPT_SEC_STDIO, &b);
 	sm_buf_free(&b);
 	return r;
 }
@@ -178,7 +168,7 @@ static int read_vmas(struct sm_cursor *c, struct ckpt_image *im)
 
 	if (c->err)
 		return sm_cur_check(c, "process mappings", 0);
-	if (n > CKPT_MAX_VMAS || (size_t)n * 36 > sm_cur_remaining(c))
+	if (n > CKPT_MAX_VMAS || (size_t)n * 44 > sm_cur_remaining(c))
 		return sm_cur_fail(c, "process mappings", "%u mappings cannot be right", n);
 	im->vmas = calloc(n ? n : 1, sizeof(*im->vmas));
 	if (!im->vmas)
@@ -191,6 +181,7 @@ static int read_vmas(struct sm_cursor *c, struct ckpt_image *im)
 		v->start = sm_cur_u64(c);
 		v->end = sm_cur_u64(c);
 		v->pgoff = sm_cur_u64(c);
+		v->ino = sm_cur_u64(c);
 		v->prot = sm_cur_u32(c);
 		v->flags = sm_cur_u32(c);
 		p = sm_cur_blob(c, &len);
@@ -235,20 +226,6 @@ static int read_thread(struct sm_cursor *c, struct ckpt_thread *t)
 	return sm_cur_check(c, "thread state", 0);
 }
 
-static int read_stdio(struct sm_cursor *c, struct ckpt_stdio s[3])
-{
-	for (int i = 0; i < 3; i++) {
-		s[i].kind = sm_cur_u32(c);
-		s[i].flags = sm_cur_u32(c);
-		s[i].pos = sm_cur_u64(c);
-		if (cur_str(c, "standard fds", s[i].path, sizeof(s[i].path)) < 0)
-			return -EBADMSG;
-		if (s[i].kind > CKPT_STDIO_OTHER)
-			return sm_cur_fail(c, "standard fds", "fd %d has unknown kind %u", i, s[i].kind);
-	}
-	return sm_cur_check(c, "standard fds", 0);
-}
-
 static const struct ckpt_vma *vma_containing(const struct ckpt_image *im, uint64_t a, uint64_t len)
 {
 	for (size_t i = 0; i < im->n_vmas; i++)
@@ -258,7 +235,10 @@ static const struct ckpt_vma *vma_containing(const struct ckpt_image *im, uint64
 }
 
 #define SEEN_VMAS (1u << (CKPT_SEC_VMAS - CKPT_SEC_INFO))
-#define SEEN_REQUIRED (0x7fu & ~(1u << (CKPT_SEC_PAGES - CKPT_SEC_INFO)))
+#define SEEN(t) (1u << ((t) - CKPT_SEC_INFO))
+#define SEEN_REQUIRED                                                                                       \
+	(SEEN(CKPT_SEC_INFO) | SEEN(CKPT_SEC_MM) | SEEN(CKPT_SEC_VMAS) | SEEN(CKPT_SEC_THREAD) | \
+	 SEEN(CKPT_SEC_VDSO))
 
 int ckpt_read_image(struct sm_image_reader *r, struct ckpt_image *im, ckpt_pages_fn fn, void *userdata)
 {
@@ -292,9 +272,6 @@ int ckpt_read_image(struct sm_image_reader *r, struct ckpt_image *im, ckpt_pages
 			break;
 		case CKPT_SEC_THREAD:
 			err = read_thread(&c, &im->thread);
-			break;
-		case CKPT_SEC_STDIO:
-			err = read_stdio(&c, im->stdio);
 			break;
 		case CKPT_SEC_VDSO:
 			free(im->vdso);
@@ -333,7 +310,12 @@ int ckpt_read_image(struct sm_image_reader *r, struct ckpt_image *im, ckpt_pages
 			break;
 		}
 		default:
-			err = sm_image_unknown_section(r);
+			if (ckpt_fds_owns(type))
+				err = ckpt_fds_read_section(&im->fds, type, &c);
+			else if (ckpt_task_owns(type))
+				err = ckpt_task_read_section(&im->task, type, &c);
+			else
+				err = sm_image_unknown_section(r);
 			break;
 		}
 		if (err < 0)
@@ -344,6 +326,10 @@ int ckpt_read_image(struct sm_image_reader *r, struct ckpt_image *im, ckpt_pages
 	/* Every section but PAGES is required (a process may have no page). */
 	if (err == 0 && (seen & SEEN_REQUIRED) != SEEN_REQUIRED)
 		err = sm_fail(-EBADMSG, "process image lacks a required section (present: %#x)", seen);
+	if (err == 0 && im->fds)
+		err = ckpt_fds_validate(im->fds);
+	if (err == 0 && im->task)
+		err = ckpt_task_validate(im->task);
 	if (err < 0)
 		ckpt_image_free(im);
 	return err;

@@ -8,17 +8,23 @@
  *   mappings need; build the op table
  *   in a "blob" mapping at an address
  *   free in both address spaces
- *   fork ------------------------------> PTRACE_TRACEME; fds 0..2; close the
- *                                        rest; default signal handlers; SIGSTOP
+ *   make every fd's object (ckpt_fd.c)
+ *   [clone3 CLONE_NEWPID: an init that
+ *    does the rest, see ckpt_spawn.c]
+ *   fork (clone3 set_tid: its own pid) -> PTRACE_TRACEME; block every signal;
+ *                                        handlers, altstack, timers, cwd, pending
+ *                                        signals (ckpt_task.c); fds to their
+ *                                        numbers, epoll interests; close the
+ *                                        rest; SIGSTOP
  *   read its rseq registration, patch
  *   op 0 to unregister it; PTRACE_CONT -> jump to the blob: munmap everything
  *                                        but blob + vdso, move the vdso, map
  *                                        every vma, pread its pages from the
  *                                        memfd, mprotect, PR_SET_MM_MAP,
- *                                        sigmask, close, rseq; int3
+ *                                        credentials, close, rseq; int3
  *   have it munmap the blob (PTRACE_SYSCALL to the syscall's exit);
- *   PTRACE_SETREGS + SETREGSET xstate; PTRACE_DETACH: it runs on at the
- *   saved rip.
+ *   rlimits; PTRACE_SETREGS + SETREGSET xstate + SETSIGMASK; PTRACE_DETACH:
+ *   it runs on at the saved rip, and the signals that were pending arrive.
  *
  * Why ptrace for the registers rather than a sigreturn frame: the kernel
  * validates and installs all of them (fs_base included) from one call, the
@@ -41,6 +47,9 @@
 
 #include "sockmig/ckpt.h"
 #include "ckpt.h"
+#include "ckpt_fd.h"
+#include "ckpt_restore.h"
+#include "ckpt_task.h"
 #include "util.h"
 
 #ifndef NT_X86_XSTATE
@@ -56,43 +65,9 @@
 #define PR_SET_MM_MAP 14
 #endif
 
-/* The highest user address a mapping can have without an explicit hint
- * (47 bits, also with 5-level paging). */
-#define TASK_END 0x7ffffffff000ull
-
-struct mm_map { /* struct prctl_mm_map, linux/prctl.h */
-	uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
-	uint64_t arg_start, arg_end, env_start, env_end;
-	uint64_t auxv;
-	uint32_t auxv_size;
-	uint32_t exe_fd;
-};
-
-struct run {
-	uint64_t addr, len, off; /* off: in the memfd */
-};
-
-struct restore {
-	struct ckpt_image im;
-	int memfd;
-	uint64_t memfd_len;
-	struct run *runs;
-	size_t n_runs, cap_runs;
-	int *file_fds; /* per vma, -1 for anonymous */
-	int exe_fd;
-	int stdio[3];
-	/* the blob */
-	uint8_t *blob;
-	uint64_t blob_len, code_len;
-	struct ckpt_op *ops;
-	const char **op_what; /* for the sentence when an op fails */
-	uint64_t *op_addr;
-	size_t n_ops, max_ops;
-};
-
 static int on_pages(uint64_t addr, const uint8_t *data, size_t len, void *userdata)
 {
-	struct restore *rs = userdata;
+	struct sockmig_restore *rs = userdata;
 	size_t done = 0;
 
 	if (rs->n_runs == rs->cap_runs) {
@@ -160,7 +135,7 @@ static int overlaps(uint64_t s, uint64_t e, const struct ckpt_vma *v, size_t n)
 	return 0;
 }
 
-static void op(struct restore *rs, const char *what, uint64_t addr, uint64_t nr, uint64_t a0, uint64_t a1,
+static void op(struct sockmig_restore *rs, const char *what, uint64_t addr, uint64_t nr, uint64_t a0, uint64_t a1,
 	       uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5, uint64_t check, uint64_t expect)
 {
 	/* max_ops is computed from the image before building; never exceeded */
@@ -171,7 +146,7 @@ static void op(struct restore *rs, const char *what, uint64_t addr, uint64_t nr,
 }
 
 /* munmap [s, e) unless empty */
-static void op_unmap(struct restore *rs, uint64_t s, uint64_t e)
+static void op_unmap(struct sockmig_restore *rs, uint64_t s, uint64_t e)
 {
 	if (e > s)
 		op(rs, "munmap", s, SYS_munmap, s, e - s, 0, 0, 0, 0, CKPT_OP_EQ, 0);
@@ -179,13 +154,14 @@ static void op_unmap(struct restore *rs, uint64_t s, uint64_t e)
 
 /* Lay out the blob at `base`: code, ops, mm map, auxv, comm, sigmask, then
  * scratch room for the vdso on its way. Returns the total length. */
-static int build_blob(struct restore *rs, uint64_t base, uint64_t vs, uint64_t ve, const struct ckpt_vma *ours,
+static int build_blob(struct sockmig_restore *rs, uint64_t base, uint64_t vs, uint64_t ve, const struct ckpt_vma *ours,
 		      size_t n_ours)
 {
 	const struct ckpt_image *im = &rs->im;
+	const struct ckpt_creds *cr = im->task ? ckpt_task_creds(im->task) : NULL;
 	uint64_t data = rs->code_len, scratch;
 	struct mm_map *mm;
-	uint64_t *sigmask;
+	uint32_t *groups;
 	char *comm;
 	uint8_t *auxv;
 
@@ -197,8 +173,8 @@ static int build_blob(struct restore *rs, uint64_t base, uint64_t vs, uint64_t v
 	data += CKPT_AUXV_MAX;
 	comm = (char *)(rs->blob + data);
 	data += 32;
-	sigmask = (uint64_t *)(rs->blob + data);
-	data += 8;
+	groups = (uint32_t *)(rs->blob + data);
+	data += CKPT_MAX_GROUPS * 4;
 	scratch = (data + CKPT_PAGE - 1) & ~(CKPT_PAGE - 1);
 
 	/* op 0: unregister the child's rseq, patched once the child told us */
@@ -235,21 +211,29 @@ static int build_blob(struct restore *rs, uint64_t base, uint64_t vs, uint64_t v
 	for (size_t i = 0; i < im->n_vmas; i++) {
 		const struct ckpt_vma *v = &im->vmas[i];
 		uint64_t len = v->end - v->start;
-		uint64_t flags = MAP_PRIVATE | MAP_FIXED;
+		uint64_t flags = (v->flags & CKPT_VMA_SHARED ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
+		uint32_t prot = v->prot;
+		bool pages = false;
 
 		if (v->flags & CKPT_VMA_SPECIAL)
 			continue;
+		for (size_t k = 0; k < rs->n_runs && !pages; k++)
+			pages = rs->runs[k].addr >= v->start && rs->runs[k].addr < v->end;
+		/* writable while the pages are read in; a shared file mapping
+		 * has none and may sit on a file open read-only */
+		if (pages || !(v->flags & CKPT_VMA_SHARED))
+			prot |= PROT_READ | PROT_WRITE;
 		if (v->flags & CKPT_VMA_ANON)
 			flags |= MAP_ANONYMOUS;
 		if (v->flags & CKPT_VMA_GROWSDOWN)
 			flags |= MAP_GROWSDOWN;
-		op(rs, "mmap", v->start, SYS_mmap, v->start, len, (uint64_t)(v->prot | PROT_READ | PROT_WRITE), flags,
-		   (uint64_t)(int64_t)rs->file_fds[i], v->flags & CKPT_VMA_ANON ? 0 : v->pgoff, CKPT_OP_EQ, v->start);
+		op(rs, "mmap", v->start, SYS_mmap, v->start, len, prot, flags, (uint64_t)(int64_t)rs->file_fds[i],
+		   v->flags & CKPT_VMA_ANON ? 0 : v->pgoff, CKPT_OP_EQ, v->start);
 		for (size_t k = 0; k < rs->n_runs; k++)
 			if (rs->runs[k].addr >= v->start && rs->runs[k].addr < v->end)
 				op(rs, "reading pages", rs->runs[k].addr, SYS_pread64, (uint64_t)rs->memfd,
 				   rs->runs[k].addr, rs->runs[k].len, rs->runs[k].off, 0, 0, CKPT_OP_EQ, rs->runs[k].len);
-		if (v->prot != (PROT_READ | PROT_WRITE))
+		if (v->prot != prot)
 			op(rs, "mprotect", v->start, SYS_mprotect, v->start, len, v->prot, 0, 0, 0, CKPT_OP_EQ, 0);
 	}
 	*mm = (struct mm_map){ im->mm.start_code, im->mm.end_code, im->mm.start_data, im->mm.end_data,
@@ -262,9 +246,21 @@ static int build_blob(struct restore *rs, uint64_t base, uint64_t vs, uint64_t v
 	snprintf(comm, 32, "%s", im->info.comm);
 	op(rs, "PR_SET_NAME", 0, SYS_prctl, PR_SET_NAME, base + (uint64_t)((uint8_t *)comm - rs->blob), 0, 0, 0, 0,
 	   CKPT_OP_EQ, 0);
-	*sigmask = im->thread.sigmask;
-	op(rs, "rt_sigprocmask", 0, SYS_rt_sigprocmask, SIG_SETMASK, base + (uint64_t)((uint8_t *)sigmask - rs->blob), 0,
-	   8, 0, 0, CKPT_OP_EQ, 0);
+	/* credentials last: PR_SET_MM_MAP needs CAP_SYS_RESOURCE, which a
+	 * non-zero uid loses; then dumpable again, which a change of uid
+	 * cleared (its owner could not ptrace or read /proc of it) */
+	if (cr) {
+		uint32_t ng = cr->n_groups < CKPT_MAX_GROUPS ? cr->n_groups : CKPT_MAX_GROUPS;
+
+		memcpy(groups, cr->groups, ng * 4);
+		op(rs, "setgroups", 0, SYS_setgroups, ng, base + (uint64_t)((uint8_t *)groups - rs->blob), 0, 0, 0, 0,
+		   CKPT_OP_EQ, 0);
+		op(rs, "setresgid", cr->gid[0], SYS_setresgid, cr->gid[0], cr->gid[1], cr->gid[2], 0, 0, 0, CKPT_OP_EQ, 0);
+		op(rs, "setresuid", cr->uid[0], SYS_setresuid, cr->uid[0], cr->uid[1], cr->uid[2], 0, 0, 0, CKPT_OP_EQ, 0);
+		op(rs, "setfsgid", cr->gid[3], SYS_setfsgid, cr->gid[3], 0, 0, 0, 0, 0, CKPT_OP_ANY, 0);
+		op(rs, "setfsuid", cr->uid[3], SYS_setfsuid, cr->uid[3], 0, 0, 0, 0, 0, CKPT_OP_ANY, 0);
+		op(rs, "PR_SET_DUMPABLE", 0, SYS_prctl, PR_SET_DUMPABLE, 1, 0, 0, 0, 0, CKPT_OP_EQ, 0);
+	}
 	op(rs, "close", 0, SYS_close, (uint64_t)rs->memfd, 0, 0, 0, 0, 0, CKPT_OP_EQ, 0);
 	op(rs, "close", 0, SYS_close, (uint64_t)rs->exe_fd, 0, 0, 0, 0, 0, CKPT_OP_EQ, 0);
 	for (size_t i = 0; i < im->n_vmas; i++)
@@ -291,63 +287,84 @@ static int pick_blob_address(const struct ckpt_image *im, const struct ckpt_vma 
 	return sm_fail(-ENOMEM, "no free address range for the restorer");
 }
 
+/* A new fd number >= floor for fd (closed), so that the fds the blob uses
+ * never sit where the process's own fds go. */
+static int lift_fd(int fd, int floor)
+{
+	int n;
+
+	if (fd < 0 || fd >= floor)
+		return fd;
+	n = fcntl(fd, F_DUPFD_CLOEXEC, floor);
+	close(fd);
+	return n < 0 ? -errno : n;
+}
+
 /* Open what the child's mappings and PR_SET_MM_MAP need, before the fork, so
- * that a missing file is refused while nothing has happened yet. */
-static int open_files(struct restore *rs)
+ * that a missing file is refused while nothing has happened yet. Shared
+ * memory the image carries (CKPT_VMA_SHM) becomes one memfd per inode (the
+ * fd plan's own if the process also has it open), so that its mappings and
+ * its fd still share the pages. */
+static int open_files(struct sockmig_restore *rs, int floor)
 {
 	const struct ckpt_image *im = &rs->im;
+	size_t n = im->n_vmas ? im->n_vmas : 1;
 
-	rs->file_fds = malloc((im->n_vmas ? im->n_vmas : 1) * sizeof(int));
-	if (!rs->file_fds)
+	rs->file_fds = malloc(n * sizeof(int));
+	rs->file_own = calloc(n, 1);
+	if (!rs->file_fds || !rs->file_own)
 		return -ENOMEM;
 	for (size_t i = 0; i < im->n_vmas; i++)
 		rs->file_fds[i] = -1;
-	rs->exe_fd = open(im->mm.exe, O_RDONLY | O_CLOEXEC);
+	rs->exe_fd = lift_fd(open(im->mm.exe, O_RDONLY | O_CLOEXEC), floor);
 	if (rs->exe_fd < 0)
 		return sm_fail(-errno, "the image's executable %s: %s", im->mm.exe, strerror(errno));
 	for (size_t i = 0; i < im->n_vmas; i++) {
 		const struct ckpt_vma *v = &im->vmas[i];
+		bool shared = v->flags & CKPT_VMA_SHARED, shm = v->flags & CKPT_VMA_SHM;
+		int fd;
 
 		if ((v->flags & (CKPT_VMA_ANON | CKPT_VMA_SPECIAL)) || !v->path)
 			continue;
-		for (size_t j = 0; j < i; j++)
-			if (rs->file_fds[j] >= 0 && !strcmp(im->vmas[j].path, v->path))
+		for (size_t j = 0; j < i && rs->file_fds[i] < 0; j++) {
+			const struct ckpt_vma *u = &im->vmas[j];
+
+			if (rs->file_fds[j] < 0 || (u->flags & (CKPT_VMA_SHARED | CKPT_VMA_SHM)) != (v->flags & (CKPT_VMA_SHARED | CKPT_VMA_SHM)))
+				continue;
+			if (shm ? u->ino == v->ino : !strcmp(u->path, v->path))
 				rs->file_fds[i] = rs->file_fds[j];
+		}
 		if (rs->file_fds[i] >= 0)
 			continue;
-		rs->file_fds[i] = open(v->path, O_RDONLY | O_CLOEXEC);
-		if (rs->file_fds[i] < 0)
-			return sm_fail(-errno, "mapping %#" PRIx64 "-%#" PRIx64 " of the image: %s: %s", v->start, v->end,
-				       v->path, strerror(errno));
-	}
-	return 0;
-}
+		if (shm && (fd = ckpt_fd_plan_file_by_ino(rs->plan, v->ino)) >= 0) {
+			rs->file_fds[i] = fd;
+			continue;
+		}
+		if (shm) {
+			uint64_t size = 0;
 
-static int open_stdio(struct restore *rs, const struct sockmig_restore_opts *opts)
-{
-	for (int i = 0; i < 3; i++) {
-		const struct ckpt_stdio *s = &rs->im.stdio[i];
-		int fd;
-
-		if (opts && opts->stdio_fd[i] >= 0) {
-			fd = fcntl(opts->stdio_fd[i], F_DUPFD_CLOEXEC, 3);
-		} else if (s->kind == CKPT_STDIO_FILE) {
-			int fl = (int)(s->flags & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC));
-
-			fd = open(s->path, fl | O_CLOEXEC | O_NOCTTY);
-			if (fd >= 0 && !(fl & O_APPEND) && lseek(fd, (off_t)s->pos, SEEK_SET) < 0) {
+			for (size_t j = i; j < im->n_vmas; j++)
+				if ((im->vmas[j].flags & CKPT_VMA_SHM) && im->vmas[j].ino == v->ino &&
+				    im->vmas[j].pgoff + (im->vmas[j].end - im->vmas[j].start) > size)
+					size = im->vmas[j].pgoff + (im->vmas[j].end - im->vmas[j].start);
+			fd = (int)syscall(SYS_memfd_create, "sockmig-shm", MFD_CLOEXEC);
+			if (fd >= 0 && ftruncate(fd, (off_t)size) < 0) {
 				close(fd);
 				fd = -1;
 			}
-			if (fd < 0)
-				return sm_fail(-errno, "fd %d of the image: cannot reopen %s: %s", i, s->path,
-					       strerror(errno));
 		} else {
-			fd = open("/dev/null", O_RDWR | O_CLOEXEC | O_NOCTTY);
+			/* a shared mapping may be made writable later only if the
+			 * file is open for writing */
+			fd = shared ? open(v->path, O_RDWR | O_CLOEXEC) : -1;
+			if (fd < 0)
+				fd = open(v->path, O_RDONLY | O_CLOEXEC);
 		}
+		fd = fd < 0 ? -errno : lift_fd(fd, floor);
 		if (fd < 0)
-			return sm_fail(-errno, "fd %d of the restored process: %s", i, strerror(errno));
-		rs->stdio[i] = fd;
+			return sm_fail(fd, "mapping %#" PRIx64 "-%#" PRIx64 " of the image: %s: %s", v->start, v->end,
+				       v->path, strerror(-fd));
+		rs->file_fds[i] = fd;
+		rs->file_own[i] = 1;
 	}
 	return 0;
 }
@@ -357,185 +374,66 @@ static int cmp_int(const void *a, const void *b)
 	return *(const int *)a - *(const int *)b;
 }
 
-/* In the child, before it jumps: only async-signal-safe calls (the caller may
- * have threads). Never returns. */
-static void __attribute__((noreturn)) child_run(struct restore *rs, const int *keep, size_t n_keep, uint64_t base)
+void sockmig_restore_free(struct sockmig_restore *rs)
 {
-	struct sigaction sa = { .sa_handler = SIG_DFL };
-	stack_t ss = { .ss_flags = SS_DISABLE };
-	int lo = 3;
-
-	if (ptrace(PTRACE_TRACEME, 0, 0, 0) < 0)
-		_exit(127);
-	for (int i = 0; i < 3; i++)
-		if (dup2(rs->stdio[i], i) < 0)
-			_exit(127);
-	/* keep[] is sorted: close every gap between the fds the blob needs */
-	for (size_t i = 0; i < n_keep; i++) {
-		if (keep[i] > lo)
-			syscall(SYS_close_range, lo, keep[i] - 1, 0);
-		lo = keep[i] + 1;
-	}
-	syscall(SYS_close_range, lo, ~0u, 0);
-	/* our handlers live in code the blob unmaps */
-	for (int sig = 1; sig < 65; sig++)
-		sigaction(sig, &sa, NULL);
-	sigaltstack(&ss, NULL);
-	raise(SIGSTOP);
-	__asm__ volatile("jmp *%2" : : "D"(base + rs->code_len), "S"(rs->n_ops), "r"(base) : "memory");
-	__builtin_unreachable();
-}
-
-static int wait_trap(pid_t pid, int *ret_sig)
-{
-	int status;
-
-	for (;;) {
-		pid_t w = waitpid(pid, &status, __WALL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		break;
-	}
-	if (!WIFSTOPPED(status))
-		return WIFSIGNALED(status) ? -WTERMSIG(status) - 1000 : -ECHILD;
-	*ret_sig = WSTOPSIG(status);
-	return 0;
-}
-
-/* The general registers: the saved ones, with a syscall that the stop
- * interrupted made to start again (the kernel would have done it on resume;
- * -ERESTART_RESTARTBLOCK has no restart block in the new process, so the
- * original syscall is issued again with its arguments, which are still in
- * the registers: a nanosleep sleeps its whole interval again). */
-static void final_regs(const struct ckpt_thread *t, struct user_regs_struct *regs)
-{
-	memcpy(regs, t->regs, sizeof(*regs));
-	if ((int64_t)regs->orig_rax >= 0) {
-		switch ((int64_t)regs->rax) {
-		case -512: /* ERESTARTSYS */
-		case -513: /* ERESTARTNOINTR */
-		case -514: /* ERESTARTNOHAND */
-		case -516: /* ERESTART_RESTARTBLOCK */
-			regs->rax = regs->orig_rax;
-			regs->rip -= 2;
-			break;
-		}
-	}
-	regs->orig_rax = (unsigned long long)-1;
-}
-
-static int drive_child(struct restore *rs, pid_t pid, uint64_t base)
-{
-	struct user_regs_struct regs;
-	struct iovec iov;
-	uint64_t rseq_cfg[3] = { 0 };
-	int sig, r;
-
-	r = wait_trap(pid, &sig);
-	if (r < 0 || sig != SIGSTOP)
-		return sm_fail(-ECHILD, "the restorer process %d did not start", (int)pid);
-	/* op 0: the child inherited our rseq registration; it points into TLS
-	 * that the blob unmaps, so it must go first */
-	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, pid, (void *)sizeof(rseq_cfg), rseq_cfg) >= 0 && rseq_cfg[0]) {
-		struct ckpt_op o = { SYS_rseq, { rseq_cfg[0], (uint32_t)rseq_cfg[1], 1 /* RSEQ_FLAG_UNREGISTER */,
-						 rseq_cfg[1] >> 32, 0, 0 }, 0, CKPT_OP_EQ };
-		uint64_t addr = base + rs->code_len;
-
-		for (size_t i = 0; i < sizeof(o) / 8; i++)
-			if (ptrace(PTRACE_POKEDATA, pid, (void *)(addr + i * 8), (void *)((uint64_t *)&o)[i]) < 0)
-				return sm_fail(-errno, "restorer process %d: cannot patch it: %s", (int)pid, strerror(errno));
-	}
-	if (ptrace(PTRACE_CONT, pid, 0, 0) < 0)
-		return sm_fail(-errno, "restorer process %d: cannot continue it: %s", (int)pid, strerror(errno));
-	r = wait_trap(pid, &sig);
-	if (r < 0)
-		return sm_fail(-ECHILD, "the restorer process %d died (signal %d) while it rebuilt the memory",
-			       (int)pid, r <= -1000 ? -r - 1000 : 0);
-	if (sig != SIGTRAP || ptrace(PTRACE_GETREGS, pid, 0, &regs) < 0)
-		return sm_fail(-EIO, "the restorer process %d stopped with signal %d", (int)pid, sig);
-	if (regs.r15 != 0) {
-		size_t i = regs.r14 < rs->n_ops ? regs.r14 : 0;
-		int64_t res = (int64_t)regs.rax;
-
-		return sm_fail(res < 0 && res > -4096 ? (int)res : -EIO,
-			       "restore failed at step %zu (%s at %#" PRIx64 "): %s", i, rs->op_what[i], rs->op_addr[i],
-			       res < 0 && res > -4096 ? strerror((int)-res) : "unexpected result");
-	}
-	/* the blob unmaps itself: rip to its syscall instruction, stop at the exit */
-	regs.rax = SYS_munmap;
-	regs.rdi = base;
-	regs.rsi = rs->blob_len;
-	regs.orig_rax = (unsigned long long)-1;
-	regs.rip = base + (uint64_t)(ckpt_blob_syscall - ckpt_blob_start);
-	if (ptrace(PTRACE_SETREGS, pid, 0, &regs) < 0 || ptrace(PTRACE_SYSCALL, pid, 0, 0) < 0 ||
-	    wait_trap(pid, &sig) < 0 || ptrace(PTRACE_SYSCALL, pid, 0, 0) < 0 || wait_trap(pid, &sig) < 0 ||
-	    ptrace(PTRACE_GETREGS, pid, 0, &regs) < 0 || regs.rax != 0)
-		return sm_fail(-EIO, "the restorer process %d could not drop the restorer", (int)pid);
-
-	final_regs(&rs->im.thread, &regs);
-	iov = (struct iovec){ rs->im.thread.xstate, rs->im.thread.xstate_len };
-	if (ptrace(PTRACE_SETREGSET, pid, (void *)NT_X86_XSTATE, &iov) < 0)
-		return sm_fail(-errno, "restored process %d: cannot set its FPU/AVX state: %s", (int)pid, strerror(errno));
-	if (ptrace(PTRACE_SETREGS, pid, 0, &regs) < 0)
-		return sm_fail(-errno, "restored process %d: cannot set its registers: %s", (int)pid, strerror(errno));
-	if (ptrace(PTRACE_DETACH, pid, 0, 0) < 0)
-		return sm_fail(-errno, "restored process %d: cannot let it run: %s", (int)pid, strerror(errno));
-	return 0;
-}
-
-static void restore_free(struct restore *rs)
-{
+	if (!rs)
+		return;
+	ckpt_spawn_cleanup(rs);
 	if (rs->blob)
 		munmap(rs->blob, rs->blob_len);
+	if (rs->child_err)
+		munmap(rs->child_err, CKPT_CHILD_ERR);
 	if (rs->memfd >= 0)
 		close(rs->memfd);
 	if (rs->exe_fd >= 0)
 		close(rs->exe_fd);
 	for (size_t i = 0; rs->file_fds && i < rs->im.n_vmas; i++) {
-		int dup = 0;
+		bool dup = false;
 
 		for (size_t j = 0; j < i; j++)
 			dup |= rs->file_fds[j] == rs->file_fds[i];
-		if (rs->file_fds[i] >= 0 && !dup)
+		if (rs->file_fds[i] >= 0 && rs->file_own[i] && !dup)
 			close(rs->file_fds[i]);
 	}
-	for (int i = 0; i < 3; i++)
-		if (rs->stdio[i] >= 0)
-			close(rs->stdio[i]);
+	ckpt_fd_plan_free(rs->plan);
 	free(rs->file_fds);
+	free(rs->file_own);
 	free(rs->runs);
 	free(rs->op_what);
 	free(rs->op_addr);
+	free(rs->keep);
 	ckpt_image_free(&rs->im);
+	free(rs);
 }
 
-int sockmig_restore(int image_fd, const struct sockmig_restore_opts *opts, pid_t *ret_pid)
+int sockmig_restore_prepare(int image_fd, struct sockmig_restore **ret)
 {
-	struct restore rs = { .memfd = -1, .exe_fd = -1, .stdio = { -1, -1, -1 } };
+	struct sockmig_restore *rs;
 	struct sm_image_reader *rd = NULL;
 	struct ckpt_vma *ours = NULL;
-	size_t n_ours = 0, n_keep = 0;
-	uint64_t vs = 0, ve = 0, base = 0, xstate_bv;
-	_cleanup_free_ int *keep = NULL;
-	void *m;
-	pid_t pid;
+	size_t n_ours = 0;
+	uint64_t xstate_bv;
 	int r;
 
-	rs.memfd = (int)syscall(SYS_memfd_create, "sockmig-restore", MFD_CLOEXEC);
-	if (rs.memfd < 0)
-		return sm_fail(-errno, "cannot create a memfd for the image's pages: %s", strerror(errno));
+	rs = calloc(1, sizeof(*rs));
+	if (!rs)
+		return -ENOMEM;
+	rs->exe_fd = rs->report_fd = rs->go_fd = -1;
+	rs->memfd = (int)syscall(SYS_memfd_create, "sockmig-restore", MFD_CLOEXEC);
+	if (rs->memfd < 0) {
+		r = sm_fail(-errno, "cannot create a memfd for the image's pages: %s", strerror(errno));
+		goto out;
+	}
 	r = sm_image_reader_new_fd(image_fd, &rd);
 	if (r < 0)
 		goto out;
-	r = ckpt_read_image(rd, &rs.im, on_pages, &rs);
+	r = ckpt_read_image(rd, &rs->im, on_pages, rs);
 	if (r < 0)
 		goto out;
 
 	/* refuse before touching anything: CPU state the CPU cannot hold */
-	memcpy(&xstate_bv, rs.im.thread.xstate + 512, 8);
-	if (rs.im.thread.xstate_len < 520 || (xstate_bv & ~ckpt_xcr0())) {
+	memcpy(&xstate_bv, rs->im.thread.xstate + 512, 8);
+	if (rs->im.thread.xstate_len < 520 || (xstate_bv & ~ckpt_xcr0())) {
 		r = sm_fail(-EOPNOTSUPP, "the image's FPU state uses CPU features %#" PRIx64 " that this CPU lacks",
 			    xstate_bv & ~ckpt_xcr0());
 		goto out;
@@ -543,79 +441,147 @@ int sockmig_restore(int image_fd, const struct sockmig_restore_opts *opts, pid_t
 	r = ckpt_read_maps(0, &ours, &n_ours);
 	if (r < 0)
 		goto out;
-	r = check_vdso(&rs.im, ours, n_ours, &vs, &ve);
+	r = check_vdso(&rs->im, ours, n_ours, &rs->vdso_start, &rs->vdso_end);
 	if (r < 0)
 		goto out;
-	r = open_files(&rs);
-	if (r < 0)
-		goto out;
-	r = open_stdio(&rs, opts);
-	if (r < 0)
-		goto out;
-
-	rs.max_ops = 24 + 3 * rs.im.n_vmas + rs.n_runs; /* op 0, 3 munmap, 6 mremap, 3 per vma, runs, 6 */
-	rs.op_what = calloc(rs.max_ops, sizeof(*rs.op_what));
-	rs.op_addr = calloc(rs.max_ops, sizeof(*rs.op_addr));
-	if (!rs.op_what || !rs.op_addr) {
-		r = -ENOMEM;
-		goto out;
+	if (rs->im.task) {
+		r = ckpt_task_prepare(rs->im.task);
+		if (r < 0)
+			goto out;
 	}
-	rs.code_len = ((uint64_t)(ckpt_blob_end - ckpt_blob_start) + CKPT_PAGE - 1) & ~(CKPT_PAGE - 1);
-	rs.blob_len = rs.code_len + rs.max_ops * sizeof(struct ckpt_op) + sizeof(struct mm_map) + CKPT_AUXV_MAX + 40;
-	rs.blob_len = ((rs.blob_len + CKPT_PAGE - 1) & ~(CKPT_PAGE - 1)) + (ve - vs);
-	r = pick_blob_address(&rs.im, ours, n_ours, rs.blob_len, &base);
-	if (r < 0)
-		goto out;
-	m = mmap((void *)base, rs.blob_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-		 -1, 0);
-	if (m == MAP_FAILED || m != (void *)base) {
-		if (m != MAP_FAILED)
-			munmap(m, rs.blob_len);
-		r = sm_fail(-ENOMEM, "cannot map the restorer at %#" PRIx64, base);
-		goto out;
-	}
-	rs.blob = m;
-	memcpy(rs.blob, ckpt_blob_start, (size_t)(ckpt_blob_end - ckpt_blob_start));
-	build_blob(&rs, base, vs, ve, ours, n_ours);
-	if (mprotect(rs.blob, rs.code_len, PROT_READ | PROT_EXEC) < 0) {
-		r = sm_fail(-errno, "cannot protect the restorer: %s", strerror(errno));
-		goto out;
-	}
-
-	/* the fds the blob uses, sorted, for the child's close_range gaps */
-	keep = malloc((rs.im.n_vmas + 2) * sizeof(int));
-	if (!keep) {
-		r = -ENOMEM;
-		goto out;
-	}
-	keep[n_keep++] = rs.memfd;
-	keep[n_keep++] = rs.exe_fd;
-	for (size_t i = 0; i < rs.im.n_vmas; i++)
-		if (rs.file_fds[i] >= 0)
-			keep[n_keep++] = rs.file_fds[i];
-	qsort(keep, n_keep, sizeof(int), cmp_int);
-
-	pid = fork();
-	if (pid < 0) {
-		r = sm_fail(-errno, "cannot fork the restorer: %s", strerror(errno));
-		goto out;
-	}
-	if (pid == 0)
-		child_run(&rs, keep, n_keep, base);
-	r = drive_child(&rs, pid, base);
-	if (r < 0) {
-		int status;
-
-		kill(pid, SIGKILL);
-		waitpid(pid, &status, __WALL);
-		goto out;
-	}
-	*ret_pid = pid;
+	*ret = rs;
+	rs = NULL;
 out:
 	for (size_t i = 0; i < n_ours; i++)
 		free(ours[i].path);
 	free(ours);
 	sm_image_reader_free(rd);
-	restore_free(&rs);
+	sockmig_restore_free(rs);
 	return r < 0 ? r : 0;
+}
+
+/* The fds the child keeps, sorted: the process's own (at their numbers once
+ * the plan is applied) and the blob's. */
+static int keep_list(struct sockmig_restore *rs)
+{
+	const int *targets;
+	size_t nt = ckpt_fd_plan_targets(rs->plan, &targets);
+
+	rs->keep = malloc((nt + rs->im.n_vmas + 2) * sizeof(int));
+	if (!rs->keep)
+		return -ENOMEM;
+	for (size_t i = 0; i < nt; i++)
+		rs->keep[rs->n_keep++] = targets[i];
+	rs->keep[rs->n_keep++] = rs->memfd;
+	rs->keep[rs->n_keep++] = rs->exe_fd;
+	for (size_t i = 0; i < rs->im.n_vmas; i++)
+		if (rs->file_fds[i] >= 0)
+			rs->keep[rs->n_keep++] = rs->file_fds[i];
+	qsort(rs->keep, rs->n_keep, sizeof(int), cmp_int);
+	return 0;
+}
+
+int sockmig_restore_run(struct sockmig_restore *rs, const struct sockmig_restore_opts *opts,
+			struct sockmig_restored_proc *ret)
+{
+	static const struct sockmig_restore_opts defaults = { .stdio_fd = { -1, -1, -1 } };
+	struct ckpt_vma *ours = NULL;
+	_cleanup_free_ struct ckpt_fd_extra *extra = NULL;
+	size_t n_ours = 0;
+	uint64_t base = 0;
+	int floor = 2, r;
+	void *m;
+
+	if (!opts)
+		opts = &defaults;
+	if (rs->blob)
+		return sm_fail(-EINVAL, "this restore has already run");
+	/* every fd of ours that the child keeps must lie above the numbers the
+	 * process's own fds take */
+	if (ckpt_fds_max_target(rs->im.fds) > floor)
+		floor = ckpt_fds_max_target(rs->im.fds);
+	extra = calloc(opts->n_extra ? opts->n_extra : 1, sizeof(*extra));
+	if (!extra)
+		return -ENOMEM;
+	for (size_t i = 0; i < opts->n_extra; i++) {
+		extra[i] = (struct ckpt_fd_extra){ opts->extra[i].target, opts->extra[i].fd };
+		if (opts->extra[i].target > floor)
+			floor = opts->extra[i].target;
+	}
+	floor++;
+	rs->memfd = lift_fd(rs->memfd, floor);
+	if (rs->memfd < 0)
+		return sm_fail(rs->memfd, "cannot move the memfd of the pages: %s", strerror(-rs->memfd));
+	r = ckpt_fds_prepare(rs->im.fds, extra, opts->n_extra, opts->stdio_fd, floor, &rs->plan);
+	if (r < 0)
+		return r;
+	r = open_files(rs, floor);
+	if (r < 0)
+		return r;
+
+	rs->max_ops = 30 + 3 * rs->im.n_vmas + rs->n_runs; /* op 0, 3 munmap, 6 mremap, 3 per vma, runs, 12 */
+	rs->op_what = calloc(rs->max_ops, sizeof(*rs->op_what));
+	rs->op_addr = calloc(rs->max_ops, sizeof(*rs->op_addr));
+	if (!rs->op_what || !rs->op_addr)
+		return -ENOMEM;
+	rs->code_len = ((uint64_t)(ckpt_blob_end - ckpt_blob_start) + CKPT_PAGE - 1) & ~(CKPT_PAGE - 1);
+	rs->blob_len = rs->code_len + rs->max_ops * sizeof(struct ckpt_op) + sizeof(struct mm_map) + CKPT_AUXV_MAX +
+		       32 + CKPT_MAX_GROUPS * 4;
+	rs->blob_len = ((rs->blob_len + CKPT_PAGE - 1) & ~(CKPT_PAGE - 1)) + (rs->vdso_end - rs->vdso_start);
+	r = ckpt_read_maps(0, &ours, &n_ours);
+	if (r < 0)
+		return r;
+	r = pick_blob_address(&rs->im, ours, n_ours, rs->blob_len, &base);
+	if (r < 0)
+		goto out;
+	m = mmap((void *)base, rs->blob_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+		 -1, 0);
+	if (m == MAP_FAILED || m != (void *)base) {
+		if (m != MAP_FAILED)
+			munmap(m, rs->blob_len);
+		r = sm_fail(-ENOMEM, "cannot map the restorer at %#" PRIx64, base);
+		goto out;
+	}
+	rs->blob = m;
+	rs->blob_base = base;
+	memcpy(rs->blob, ckpt_blob_start, (size_t)(ckpt_blob_end - ckpt_blob_start));
+	build_blob(rs, base, rs->vdso_start, rs->vdso_end, ours, n_ours);
+	if (mprotect(rs->blob, rs->code_len, PROT_READ | PROT_EXEC) < 0) {
+		r = sm_fail(-errno, "cannot protect the restorer: %s", strerror(errno));
+		goto out;
+	}
+	rs->child_err = mmap(NULL, CKPT_CHILD_ERR, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (rs->child_err == MAP_FAILED) {
+		rs->child_err = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	r = keep_list(rs);
+	if (r < 0)
+		goto out;
+	r = ckpt_spawn(rs, opts, ret);
+out:
+	for (size_t i = 0; i < n_ours; i++)
+		free(ours[i].path);
+	free(ours);
+	return r < 0 ? r : 0;
+}
+
+int sockmig_restore(int image_fd, const struct sockmig_restore_opts *opts, pid_t *ret_pid)
+{
+	struct sockmig_restore *rs = NULL;
+	struct sockmig_restored_proc p;
+	int r;
+
+	r = sockmig_restore_prepare(image_fd, &rs);
+	if (r < 0)
+		return r;
+	r = sockmig_restore_run(rs, opts, &p);
+	if (r >= 0)
+		r = sockmig_restore_release(rs);
+	sockmig_restore_free(rs);
+	if (r < 0)
+		return r;
+	*ret_pid = p.pid;
+	return 0;
 }

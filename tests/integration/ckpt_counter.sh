@@ -6,11 +6,12 @@
 #   - the checksum of its memory (anonymous, heap, large malloc, stack, a
 #     written private file page) is the original's;
 #   - its AVX registers survived (it checks them itself: avx=ok);
-#   - it is another process (another pid) and keeps running;
+#   - it keeps its pid (getpid() as before, in a pid namespace of its own)
+#     and keeps running;
 #   - a sparse 8 MiB mapping costs only the pages that hold data;
 #   - the restored process can itself be checkpointed and restored again;
 #   - a dump that leaves the original running lets it go on untouched;
-#   - the pre-flight check refuses a second thread and an extra fd.
+#   - the pre-flight check refuses a second thread and a netlink socket.
 # Needs no lab: one node is enough for this slice.
 . "$(dirname "$0")/../lib.sh"
 t_init
@@ -38,11 +39,15 @@ out=$("$TOOL" check "${T_PIDS[thr]}" 2>&1) && t_fail "a 2-thread process passed 
 grep -q "has 2 threads; only single-threaded processes can be checkpointed yet" <<<"$out" ||
 	t_fail "unexpected refusal of the threaded process: $out"
 t_kill thr
-sleep 60 3</dev/null &
-T_PIDS[fd3]=$!
-out=$("$TOOL" check "${T_PIDS[fd3]}" 2>&1) && t_fail "a process with fd 3 passed the check"
-grep -q "fd 3 (/dev/null): only fds 0, 1 and 2" <<<"$out" || t_fail "unexpected refusal of fd 3: $out"
-t_kill fd3
+python3 -c 'import socket, time
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+print("fd", s.fileno(), flush=True); time.sleep(60)' >"$T_DIR/nl.out" &
+T_PIDS[nl]=$!
+t_wait_line nl '^fd' 10
+nlfd=$(sed -n 's/^fd //p' "$T_DIR/nl.out")
+out=$("$TOOL" check "${T_PIDS[nl]}" 2>&1) && t_fail "a process with a netlink socket passed the check"
+grep -q "fd $nlfd: .*netlink.* is not migratable" <<<"$out" || t_fail "unexpected refusal of a netlink socket: $out"
+t_kill nl
 
 # ---- checkpoint, leaving the original running: it must go on ----
 start_counter keep
@@ -87,13 +92,16 @@ restore_and_check() { # IMAGE TAG C0 -> sets rpid
 		[ "$(field "$line" count)" = "$((start + 100 * n))" ] || t_fail "$tag: line $n out of sequence: $line"
 		[ "$(field "$line" sum)" = "$sum" ] || t_fail "$tag: memory checksum changed: $line (was $sum)"
 		[ "$(field "$line" avx)" = ok ] || t_fail "$tag: AVX state lost: $line"
-		[ "$(field "$line" pid)" = "$rpid" ] || t_fail "$tag: line from pid $(field "$line" pid), not $rpid"
+		# its own pid, kept in a pid namespace of its own
+		[ "$(field "$line" pid)" = "$opid" ] || t_fail "$tag: getpid() is $(field "$line" pid), not $opid"
 	done < <(grep -E '^count=' "$T_DIR/$tag.out" | head -n 5)
 	kill -0 "$rpid" || t_fail "$tag: restored process $rpid is gone"
 }
 
 restore_and_check "$T_DIR/a.img" rest1 "$c0"
-[ "$rpid" != "$opid" ] || t_fail "restored process has the original's pid"
+[ "$rpid" != "$opid" ] || t_fail "restored process has the original's pid outside its namespace"
+ns=$(sed -n 's/^NSpid:\t//p' "/proc/$rpid/status")
+[ "$ns" = "$rpid	$opid" ] || t_fail "restored process: NSpid is '$ns', expected '$rpid	$opid'"
 t_log "restored as pid $rpid, first line: $(grep -m1 '^count=' "$T_DIR/rest1.out")"
 
 # ---- the restored process checkpointed and restored again ----

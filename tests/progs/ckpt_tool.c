@@ -36,7 +36,7 @@ int main(int argc, char *argv[])
 
 		if (sockmig_proc_open(pid, &p) < 0)
 			return fail("open");
-		if (sockmig_ckpt_check(p) < 0)
+		if (sockmig_ckpt_check(p, NULL) < 0)
 			return fail("check");
 		if (!strcmp(argv[1], "check"))
 			return 0;
@@ -49,7 +49,7 @@ int main(int argc, char *argv[])
 		}
 		if (sockmig_proc_stop(p) < 0)
 			return fail("stop");
-		r = sockmig_ckpt_dump(p, fd);
+		r = sockmig_ckpt_dump(p, fd, NULL);
 		close(fd);
 		if (r < 0) {
 			fail("dump");
@@ -62,7 +62,7 @@ int main(int argc, char *argv[])
 		return 0;
 	}
 	if (argc >= 3 && !strcmp(argv[1], "restore")) {
-		struct sockmig_restore_opts o = { { -1, -1, -1 } };
+		struct sockmig_restore_opts o = { .stdio_fd = { -1, -1, -1 } };
 		int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
 		pid_t pid;
 
