@@ -51,72 +51,13 @@ static void usage(FILE *f)
 		prog_name);
 }
 
-/* "198.18.0.2:7000" or "[2001:2::2]:7000" */
-static bool parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len)
-{
-	char host[INET6_ADDRSTRLEN + 2];
-	const char *colon = strrchr(s, ':');
-	char *end;
-	long port;
-	size_t hl;
-
-	if (!colon)
-		return false;
-	port = strtol(colon + 1, &end, 10);
-	if (*end || port < 1 || port > 65535 || colon == s)
-		return false;
-	hl = (size_t)(colon - s);
-	if (s[0] == '[') {
-		if (hl < 3 || s[hl - 1] != ']' || hl - 2 >= sizeof(host))
-			return false;
-		memcpy(host, s + 1, hl - 2);
-		host[hl - 2] = '\0';
-	} else {
-		if (hl >= sizeof(host))
-			return false;
-		memcpy(host, s, hl);
-		host[hl] = '\0';
-	}
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
-		((struct sockaddr_in *)ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in);
-		return true;
-	}
-	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
-		*len = sizeof(struct sockaddr_in6);
-		return true;
-	}
-	return false;
-}
-
-static bool parse_uint(const char *s, unsigned long max, unsigned long *ret)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || !*s || *end || v > max || s[0] == '-')
-		return false;
-	*ret = v;
-	return true;
-}
-
 /* A positive number of milliseconds for `sockets WHAT --OPT`. */
 static bool parse_ms(const char *what, const char *opt, const char *arg, unsigned *ret)
 {
-	unsigned long v;
+	char cmd[64];
 
-	if (!parse_uint(arg, 3600000, &v) || v == 0) {
-		cli_err("sockets %s: --%s takes milliseconds, not '%s'", what, opt, arg);
-		return false;
-	}
-	*ret = (unsigned)v;
-	return true;
+	snprintf(cmd, sizeof(cmd), "sockets %s", what);
+	return cli_parse_ms(cmd, opt, arg, ret);
 }
 
 static void print_stats(FILE *f, const char *what, const struct sockmig_move_stats *st)
@@ -153,7 +94,7 @@ static int save_main(int argc, char *argv[])
 	while ((c = getopt_long(argc, argv, "f:t:o:m:T:D:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
-			if (!parse_uint(optarg, INT_MAX, &v)) {
+			if (!cli_parse_uint(optarg, INT_MAX, &v)) {
 				cli_err("sockets save: --fd takes an fd number, not '%s'", optarg);
 				return 1;
 			}
@@ -193,7 +134,7 @@ static int save_main(int argc, char *argv[])
 			return 1;
 		}
 	}
-	if (optind + 1 != argc || !parse_uint(argv[optind], INT_MAX, &pid) || pid == 0) {
+	if (optind + 1 != argc || !cli_parse_uint(argv[optind], INT_MAX, &pid) || pid == 0) {
 		cli_err("sockets save: give one process id%s%s", optind < argc ? ", not " : "",
 			optind < argc ? argv[optind] : "");
 		return 1;
@@ -225,23 +166,10 @@ static int save_main(int argc, char *argv[])
 		print_stats(out[0] == '-' && !out[1] ? stderr : stdout, "saved", &st);
 		return 0;
 	} else {
-		struct sockaddr_storage ss;
-		socklen_t len;
-		int chan, one = 1;
+		int chan = cli_connect("sockets save", to);
 
-		if (!parse_hostport(to, &ss, &len)) {
-			cli_err("sockets save: --to takes ADDR:PORT or [ADDR6]:PORT, not '%s'", to);
+		if (chan < 0)
 			return 1;
-		}
-		chan = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		/* The exchange is request and answer: Nagle with delayed ACKs
-		 * would add 40 ms to each answer. */
-		if (chan >= 0)
-			setsockopt(chan, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (chan < 0 || connect(chan, (struct sockaddr *)&ss, len) < 0) {
-			cli_err("sockets save: cannot reach the destination %s: %s", to, strerror(errno));
-			return 1;
-		}
 		r = sockmig_sockets_send((pid_t)pid, &o, chan, &st);
 		close(chan);
 		if (r < 0) {
@@ -453,30 +381,10 @@ static int restore_main(int argc, char *argv[])
 			return 1;
 		}
 	} else {
-		struct sockaddr_storage ss;
-		socklen_t len;
-		int lfd, chan, one = 1;
+		int chan = cli_accept_one("sockets restore", listen_at);
 
-		if (!parse_hostport(listen_at, &ss, &len)) {
-			cli_err("sockets restore: --listen takes ADDR:PORT or [ADDR6]:PORT, not '%s'", listen_at);
+		if (chan < 0)
 			return 1;
-		}
-		lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-		    bind(lfd, (struct sockaddr *)&ss, len) < 0 || listen(lfd, 1) < 0) {
-			cli_err("sockets restore: cannot listen on %s: %s", listen_at, strerror(errno));
-			return 1;
-		}
-		printf("listening %s\n", listen_at);
-		fflush(stdout);
-		chan = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-		close(lfd);
-		if (chan >= 0)
-			setsockopt(chan, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (chan < 0) {
-			cli_err("sockets restore: accept on %s: %s", listen_at, strerror(errno));
-			return 1;
-		}
 		r = sockmig_sockets_receive(chan, &o, &rs, &st);
 		close(chan);
 		if (r < 0) {

@@ -39,6 +39,7 @@ enum sm_move_status {
 
 enum {
 	SM_MOVE_F_ADDRESSES = 1u << 0, /* the addresses move with the sockets */
+	SM_MOVE_F_PROCESS = 1u << 1,   /* a process image follows image 1 */
 };
 
 struct sm_move_addr {

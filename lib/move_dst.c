@@ -32,6 +32,8 @@ struct dst {
 	struct sockmig_flow_capture *caught[4];
 	int n_caught;
 	struct sockmig_move_stats st;
+	struct sockmig_restore *proc; /* with_process: prepared, then held */
+	bool proc_running;
 };
 
 
@@ -176,6 +178,54 @@ static int replay_local(struct dst *d, uint32_t *count)
 	return r < 0 ? r : 0;
 }
 
+static int restore_process(struct dst *d)
+{
+	static const struct sockmig_restore_opts defaults = { .stdio_fd = { -1, -1, -1 } };
+	struct sockmig_restore_opts ro = d->o->restore ? *d->o->restore : defaults;
+	_cleanup_free_ struct sockmig_restore_fd *extra = calloc(d->m.n_socks + 1, sizeof(*extra));
+	struct sockmig_restored_proc got;
+	int r;
+
+	if (!extra)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->m.n_socks; i++)
+		extra[i] = (struct sockmig_restore_fd){ (int)d->m.socks[i].id, d->m.socks[i].fd };
+	ro.extra = extra;
+	ro.n_extra = d->m.n_socks;
+	r = sockmig_restore_run(d->proc, &ro, &got);
+	/* half-way: the process exists, held; it must die unseen */
+	if (r >= 0 && sm_fault("dst-fail-restore"))
+		r = sm_fail(-EIO, "fault injected: dst-fail-restore");
+	if (r < 0)
+		return sm_fail(r, "cannot restore the process: %s", sockmig_error());
+	if (d->o->ret_proc)
+		*d->o->ret_proc = got;
+	sm_debug("move dst: process restored, held");
+	return 0;
+}
+
+/* Image 1 said a process follows: read it (pages staged in memory). */
+static int receive_process(struct dst *d, int chan)
+{
+	struct timeval tv = { .tv_sec = d->timeout_ms / 1000, .tv_usec = (d->timeout_ms % 1000) * 1000 };
+	int r;
+
+	if (!(d->m.hdr.flags & SM_MOVE_F_PROCESS) != !d->o->with_process)
+		return sm_fail(-EPROTO, d->o->with_process ? "the source sent sockets without their process"
+							   : "the source sent a whole process, but this node takes sockets only");
+	if (!d->o->with_process)
+		return 0;
+	/* a source that stops in the middle cannot hold us */
+	setsockopt(chan, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	r = sockmig_restore_prepare(chan, &d->proc);
+	if (r == -EAGAIN || r == -EWOULDBLOCK)
+		return sm_fail(-ETIMEDOUT, "the source stopped sending the process for %u ms", d->timeout_ms);
+	if (r < 0)
+		return sm_fail(r, "cannot take the process: %s", sockmig_error());
+	sm_debug("move dst: process received");
+	return 0;
+}
+
 static int finish(struct dst *d, const struct sockmig_flow_capture *caps, size_t n_caps)
 {
 	uint64_t t = sm_now_ns();
@@ -203,6 +253,16 @@ static int finish(struct dst *d, const struct sockmig_flow_capture *caps, size_t
 		}
 		if (r < 0)
 			return sm_fail(r, "fd %u: %s", s->id, sockmig_error());
+	}
+	/* The process, with its sockets at their numbers, held stopped: the
+	 * sockets are still in repair mode, where a write would go into the
+	 * queue as if restored. Before the replay: the restore takes tens of
+	 * ms, and what D catches meanwhile must still be replayed before the
+	 * flows open, or a datagram straight from the wire would overtake it. */
+	if (d->proc) {
+		r = restore_process(d);
+		if (r < 0)
+			return r;
 	}
 	/* SOCKMIG_NO_REPLAY=1 (benchmarks only): drop what was captured, to
 	 * measure what replay is worth; the peers then wait for their RTO. */
@@ -269,10 +329,18 @@ static void discard(struct dst *d)
 		sockmig_addr_release(d->o->ifname, a->family, a->addr, a->prefixlen);
 	}
 	d->n_took = 0;
+	/* After the sockets went back into repair mode: a process that dies
+	 * now closes them silently. One made but never let run is killed. */
+	if (d->proc_running && d->o->ret_proc)
+		kill(d->o->ret_proc->pid, SIGKILL);
+	sockmig_restore_free(d->proc);
+	d->proc = NULL;
 }
 
 static void dst_free(struct dst *d)
 {
+	sockmig_restore_free(d->proc);
+	d->proc = NULL;
 	for (int i = 0; i < d->n_caught; i++)
 		sockmig_flow_captures_free(d->caught[i], d->m.n_socks);
 	d->n_caught = 0;
@@ -374,6 +442,9 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 		sm_fail(r, "cannot read the sockets from the source: %s", sockmig_error());
 		goto out_abort;
 	}
+	r = receive_process(&d, chan);
+	if (r < 0)
+		goto out_abort;
 	r = prepare(&d);
 	if (r >= 0 && sm_fault("dst-refuse"))
 		r = sm_fail(-ECANCELED, "fault injected: dst-refuse");
@@ -408,6 +479,20 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 		/* S cannot learn that we run: it rolls back, so must we. */
 		sm_fail(r, "cannot tell the source that the sockets run here: %s", sockmig_error());
 		goto out_discard;
+	}
+	/* S ends the original once it reads RUNNING: from here on the
+	 * process must run here. (Letting it run first would let it talk
+	 * to its peers while S might still roll back.) */
+	if (d.proc) {
+		r = sockmig_restore_release(d.proc);
+		if (r < 0) {
+			sm_fail(r, "the process was restored but could not be let run: %s", sockmig_error());
+			goto out_discard;
+		}
+		d.proc_running = true;
+		sockmig_restore_free(d.proc);
+		d.proc = NULL;
+		sm_debug("move dst: process running");
 	}
 	r = hand_over(&d, ret);
 	if (r < 0)

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -17,6 +18,7 @@
 #include "move.h"
 #include "rtnl.h"
 #include "sock.h"
+#include "sockmig/ckpt.h"
 #include "sockmig/proc.h"
 #include "util.h"
 
@@ -41,6 +43,8 @@ struct src {
 	bool released;
 	uint64_t t_frozen;
 	struct sockmig_move_stats st;
+	int *skip; /* with_process: the sockets' fds, which the checkpoint skips */
+	struct sockmig_ckpt_opts ckpt;
 };
 
 int sm_sock_destroy(int fd, uint8_t proto)
@@ -336,8 +340,8 @@ static int drain_listeners(struct src *s)
 static int preflight(struct src *s, pid_t pid)
 {
 	_cleanup_free_ int *all = NULL;
-	const int *fds = s->o->fds;
-	size_t n_fds = s->o->n_fds;
+	const int *fds = s->o->with_process ? NULL : s->o->fds;
+	size_t n_fds = s->o->with_process ? 0 : s->o->n_fds;
 	bool explicit = fds != NULL;
 	int r;
 
@@ -380,8 +384,22 @@ static int preflight(struct src *s, pid_t pid)
 		if (r < 0)
 			return r;
 	}
-	if (s->n == 0)
+	if (s->n == 0 && !s->o->with_process)
 		return sm_fail(-ENOENT, "pid %d has no TCP or UDP socket to move", (int)pid);
+	if (s->o->with_process) {
+		/* everything else the process has: refused now, before the
+		 * freeze, if it cannot be moved */
+		s->skip = calloc(s->n ? s->n : 1, sizeof(int));
+		if (!s->skip)
+			return -ENOMEM;
+		for (size_t i = 0; i < s->n; i++)
+			s->skip[i] = (int)s->socks[i].id;
+		s->ckpt = (struct sockmig_ckpt_opts){ s->skip, s->n };
+		r = sockmig_ckpt_check(s->proc, &s->ckpt);
+		if (r < 0)
+			return r;
+		s->hdr.flags |= SM_MOVE_F_PROCESS;
+	}
 	s->hdr.version = SM_MOVE_VERSION;
 	s->hdr.pid = (uint32_t)pid;
 	s->hdr.n_sockets = (uint32_t)s->n;
@@ -431,14 +449,18 @@ static int freeze_and_save(struct src *s)
 		r = find_addresses(s);
 	if (r < 0)
 		return r;
-	r = freeze_connections(s);
-	if (r < 0)
-		return r;
+	/* Stop the process first, then freeze: a reply it sends between the
+	 * freeze and the stop would be dropped by the lock, which TCP
+	 * retransmits but UDP loses. Stopped, it sends nothing; what arrives
+	 * until the freeze waits in the queues that are saved next. */
 	s->t_frozen = t = sm_now_ns();
-	sm_debug("move src: flows frozen");
 	r = sockmig_proc_stop(s->proc);
 	if (r < 0)
 		return r;
+	r = freeze_connections(s);
+	if (r < 0)
+		return r;
+	sm_debug("move src: process stopped, flows frozen");
 	for (size_t i = 0; i < s->n; i++) {
 		struct sm_move_sock *m = &s->socks[i];
 
@@ -596,7 +618,12 @@ static void commit(struct src *s)
 	}
 	sockmig_flowlock_free(s->lock);
 	s->lock = NULL;
-	sockmig_proc_resume(s->proc);
+	/* The process runs on D: the original, still stopped, never runs
+	 * again. */
+	if (s->o->with_process)
+		kill(sockmig_proc_pid(s->proc), SIGKILL);
+	else
+		sockmig_proc_resume(s->proc);
 }
 
 static void src_free(struct src *s)
@@ -610,6 +637,7 @@ static void src_free(struct src *s)
 	}
 	free(s->socks);
 	free(s->flows);
+	free(s->skip);
 	sockmig_flowlock_free(s->lock);
 	sockmig_flow_captures_free(s->sent_caps, s->n_sent_caps);
 	sockmig_flow_captures_free(s->dst_caps, s->n_dst_caps);
@@ -715,6 +743,15 @@ int sockmig_sockets_send(pid_t pid, const struct sockmig_move_opts *o, int chan,
 		goto out_rollback;
 	}
 	sm_debug("move src: sockets sent");
+	if (o->with_process) {
+		r = sm_fault("src-fail-process") ? sm_fail(-EIO, "fault injected: src-fail-process")
+						  : sockmig_ckpt_dump(s.proc, chan, &s.ckpt);
+		if (r < 0) {
+			sm_fail(r, "cannot send the process to the destination: %s", sockmig_error());
+			goto out_rollback;
+		}
+		sm_debug("move src: process sent");
+	}
 	r = expect(&s, chan, SM_MOVE_ANNOUNCED);
 	if (r < 0)
 		goto out_rollback;

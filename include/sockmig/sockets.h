@@ -38,9 +38,11 @@
  * connections it accepts meanwhile move with it. If it does not empty the
  * queue within drain_ms, the move is refused and nothing changes.
  *
- * The process keeps running after the move, without the moved sockets: they
- * are destroyed on S (a read or write on them fails with ECONNABORTED). Moving
- * the process itself is the job of process checkpoint/restore.
+ * Without with_process, the process keeps running after the move, without
+ * the moved sockets: they are destroyed on S (a read or write on them fails
+ * with ECONNABORTED). With it, the process itself moves: its image follows
+ * image 1 on the channel (docs/socket-move.md), D restores it with the
+ * sockets in place before it unblocks the flows, and S ends the original.
  *
  * Messages are images (lib/image.h): section types 0x04xx, docs/socket-move.md.
  */
@@ -51,6 +53,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "sockmig/ckpt.h"
 #include "sockmig/socket.h"
 
 #ifdef __cplusplus
@@ -75,6 +78,16 @@ struct sockmig_move_opts {
 	 * periods) to a detached child process, so that the program that
 	 * takes the sockets starts at once. For a caller that execs next. */
 	unsigned cleanup_in_background;
+	/* The whole process moves, not only its sockets. S: a process image
+	 * follows the sockets (every TCP and UDP socket goes with the socket
+	 * engine, every other fd with the checkpoint); the original is killed
+	 * once D runs the process, resumed on any failure. D: the process is
+	 * restored with its sockets at their numbers, held stopped until they
+	 * are live; it runs before RUNNING is sent. */
+	unsigned with_process;
+	/* D: how to restore it (NULL: defaults), and what was made */
+	const struct sockmig_restore_opts *restore;
+	struct sockmig_restored_proc *ret_proc;
 };
 
 struct sockmig_move_stats {
