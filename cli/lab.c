@@ -1,16 +1,29 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* sockmig lab: make, use and remove a cluster of namespaces on this machine. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "sockmig/config.h"
 #include "sockmig/lab.h"
 #include "sockmig/sockmig.h"
+
+/* How long a node's sockmigd may take to say it is ready. */
+#define LAB_DAEMON_READY_S 10
 
 static void lab_usage(FILE *f)
 {
@@ -22,7 +35,12 @@ static void lab_usage(FILE *f)
 		"\n"
 		"A lab is N nodes n1..nN (1 to %d, default %d), each a network namespace\n"
 		"with eth0 at 198.18.0.i/24 and 2001:2::i/64 on one bridge. LAB names are\n"
-		"1 to %d of [A-Za-z0-9_-], default '%s'. Needs root.\n",
+		"1 to %d of [A-Za-z0-9_-], default '%s'. Needs root.\n"
+		"\n"
+		"up also makes the lab a cluster (named LAB, with a fresh secret) and starts a\n"
+		"sockmigd in every node; its config is " SOCKMIG_LAB_DIR "/LAB/nI.conf, its log\n"
+		"nI.log there. exec sets SOCKMIG_CONFIG to the node's config, so that\n"
+		"'lab exec n1 -- sockmig nodes' talks to n1's daemon.\n",
 		prog_name, prog_name, prog_name, prog_name, SOCKMIG_LAB_NODES_MAX, SOCKMIG_LAB_DEFAULT_NODES,
 		SOCKMIG_LAB_NAME_MAX, SOCKMIG_LAB_DEFAULT_NAME);
 }
@@ -138,6 +156,243 @@ static int no_operands(const char *cmd, int argc, char *argv[], int idx)
 	return 0;
 }
 
+/* ---- the lab's cluster: a config per node, a sockmigd in each ---- */
+
+static void lab_file(const char *lab, const char *file, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/%s/%s", SOCKMIG_LAB_DIR, lab, file);
+}
+
+/* Node i's config: every node a member at its IPv4 address, the daemons'
+ * control sockets side by side in the lab's directory (nodes share the
+ * filesystem), the secret in one file of the lab's. */
+static int write_node_config(const char *lab, unsigned nodes, unsigned i)
+{
+	struct sockmig_config *cfg = calloc(1, sizeof(*cfg) + nodes * sizeof(cfg->members[0]));
+	char path[PATH_MAX], name[32];
+	int fd, r;
+
+	if (!cfg)
+		return -ENOMEM;
+	snprintf(cfg->cluster, sizeof(cfg->cluster), "%s", lab);
+	snprintf(cfg->node, sizeof(cfg->node), "n%u", i);
+	snprintf(cfg->secret_file, sizeof(cfg->secret_file), "secret");
+	snprintf(name, sizeof(name), "n%u.sock", i);
+	lab_file(lab, name, cfg->control, sizeof(cfg->control));
+	cfg->timeout_ms = SOCKMIG_CONFIG_DEFAULT_TIMEOUT_MS;
+	cfg->n_members = nodes;
+	for (unsigned k = 0; k < nodes; k++) {
+		struct sockmig_member *m = &cfg->members[k];
+
+		snprintf(m->name, sizeof(m->name), "n%u", k + 1);
+		m->family = AF_INET;
+		m->port = SOCKMIG_CONFIG_DEFAULT_PORT;
+		sockmig_lab_node_address(k + 1, AF_INET, m->addr_text, sizeof(m->addr_text));
+		inet_pton(AF_INET, m->addr_text, m->addr);
+	}
+	snprintf(name, sizeof(name), "n%u.conf", i);
+	lab_file(lab, name, path, sizeof(path));
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0) {
+		r = -errno;
+		cli_err("cannot write %s: %s", path, strerror(errno));
+		free(cfg);
+		return r;
+	}
+	r = sockmig_config_write(cfg, fd);
+	close(fd);
+	free(cfg);
+	if (r < 0)
+		cli_lib_err(r, "cannot write %s", path);
+	return r;
+}
+
+/* $SOCKMIGD, else the sockmigd next to this sockmig (a build directory) or
+ * in ../sbin (an installation), else the one on $PATH. */
+static void find_sockmigd(char *buf, size_t size)
+{
+	const char *env = getenv("SOCKMIGD");
+	char self[PATH_MAX], *dir;
+	ssize_t n;
+
+	if (env && env[0]) {
+		snprintf(buf, size, "%s", env);
+		return;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		dir = dirname(self);
+		snprintf(buf, size, "%s/sockmigd", dir);
+		if (access(buf, X_OK) == 0)
+			return;
+		snprintf(buf, size, "%s/../sbin/sockmigd", dir);
+		if (access(buf, X_OK) == 0)
+			return;
+	}
+	snprintf(buf, size, "sockmigd");
+}
+
+struct lab_daemon {
+	pid_t pid;
+	int ready_fd; /* read end of its stdout */
+};
+
+/* Fork a child that enters node i the way `lab exec` does and becomes its
+ * sockmigd, in a session of its own (it outlives this command; lab down
+ * ends it with the node's other processes). */
+static int start_daemon(const char *lab, unsigned i, const char *exe, struct lab_daemon *ld)
+{
+	char node[16], conf[PATH_MAX], logp[PATH_MAX], name[32];
+	int p[2];
+	pid_t pid;
+
+	snprintf(node, sizeof(node), "n%u", i);
+	snprintf(name, sizeof(name), "n%u.conf", i);
+	lab_file(lab, name, conf, sizeof(conf));
+	snprintf(name, sizeof(name), "n%u.log", i);
+	lab_file(lab, name, logp, sizeof(logp));
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		cli_err("cannot make a pipe for the sockmigd of node %s: %s", node, strerror(errno));
+		return -1;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0) {
+		cli_err("cannot start the sockmigd of node %s: fork: %s", node, strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		int log = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+		if (log < 0 || null < 0 || dup2(null, 0) < 0 || dup2(p[1], 1) < 0 || dup2(log, 2) < 0)
+			_exit(127);
+		setsid();
+		signal(SIGPIPE, SIG_DFL);
+		if (sockmig_lab_enter(lab, node) < 0) {
+			dprintf(2, "sockmig lab up: cannot enter node %s: %s\n", node, sockmig_error());
+			_exit(127);
+		}
+		execlp(exe, exe, "--config", conf, (char *)NULL);
+		dprintf(2, "sockmig lab up: cannot run %s: %s\n", exe, strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	ld->pid = pid;
+	ld->ready_fd = p[0];
+	return 0;
+}
+
+/* The last line of node i's log, for a sentence about why it did not start. */
+static void last_log_line(const char *lab, unsigned i, char *buf, size_t size)
+{
+	char path[PATH_MAX], name[32], line[512];
+	FILE *f;
+
+	buf[0] = '\0';
+	snprintf(name, sizeof(name), "n%u.log", i);
+	lab_file(lab, name, path, sizeof(path));
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0])
+			snprintf(buf, size, "%s", line);
+	}
+	fclose(f);
+}
+
+/* Wait (bounded) for the daemon's "ready" line; false after saying why. */
+static bool wait_ready(const char *lab, unsigned i, struct lab_daemon *ld, time_t deadline)
+{
+	char buf[64], why[600];
+	size_t got = 0;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = ld->ready_fd, .events = POLLIN };
+		time_t now = time(NULL);
+		int n = poll(&pfd, 1, now >= deadline ? 0 : (int)(deadline - now) * 1000);
+		ssize_t k;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			cli_err("the sockmigd of node n%u did not say it was ready within %d s", i, LAB_DAEMON_READY_S);
+			return false;
+		}
+		k = read(ld->ready_fd, buf + got, sizeof(buf) - 1 - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+		buf[got] = '\0';
+		if (strstr(buf, "ready\n"))
+			return true;
+		if (got == sizeof(buf) - 1)
+			break;
+	}
+	last_log_line(lab, i, why, sizeof(why));
+	cli_err("the sockmigd of node n%u did not start%s%s", i, why[0] ? ": " : "", why);
+	return false;
+}
+
+static int lab_cluster_start(const char *lab, unsigned nodes)
+{
+	struct lab_daemon *ld = calloc(nodes, sizeof(*ld));
+	char path[PATH_MAX], exe[PATH_MAX];
+	time_t deadline;
+	bool ok = true;
+	int r;
+
+	if (!ld) {
+		cli_err("out of memory");
+		return -ENOMEM;
+	}
+	lab_file(lab, "secret", path, sizeof(path));
+	r = sockmig_config_secret_create(path, NULL);
+	if (r < 0) {
+		cli_lib_err(r, "cannot make the secret of lab '%s'", lab);
+		free(ld);
+		return r;
+	}
+	for (unsigned i = 1; r == 0 && i <= nodes; i++)
+		r = write_node_config(lab, nodes, i);
+	if (r < 0) {
+		free(ld);
+		return r;
+	}
+	find_sockmigd(exe, sizeof(exe));
+	/* All at once, then wait for each: the lab is up in one start time. */
+	for (unsigned i = 0; i < nodes; i++) {
+		ld[i].ready_fd = -1;
+		if (start_daemon(lab, i + 1, exe, &ld[i]) < 0) {
+			ok = false;
+			break;
+		}
+	}
+	deadline = time(NULL) + LAB_DAEMON_READY_S;
+	for (unsigned i = 0; i < nodes; i++) {
+		if (ld[i].ready_fd < 0)
+			continue;
+		if (ok && !wait_ready(lab, i + 1, &ld[i], deadline))
+			ok = false;
+		close(ld[i].ready_fd);
+	}
+	/* The daemons were our children: reap those that already ended (the
+	 * others are reparented when we exit). */
+	for (unsigned i = 0; i < nodes; i++) {
+		if (ld[i].pid > 0)
+			waitpid(ld[i].pid, NULL, WNOHANG);
+	}
+	free(ld);
+	return ok ? 0 : -ECHILD;
+}
+
 static int lab_up(int argc, char *argv[])
 {
 	struct lab_args a = { .name = SOCKMIG_LAB_DEFAULT_NAME, .nodes = SOCKMIG_LAB_DEFAULT_NODES };
@@ -175,7 +430,18 @@ static int lab_up(int argc, char *argv[])
 	}
 	if (r < 0)
 		return lab_fail(r);
-	printf("lab '%s' is up: nodes n1..n%u\n", a.name, a.nodes);
+	r = lab_cluster_start(a.name, a.nodes);
+	if (r < 0) {
+		/* Half a cluster is no lab: take it down again. */
+		if (sockmig_lab_down(a.name) < 0) {
+			cli_err("lab '%s' was left half-made: %s; remove it with '%s lab down --name %s'", a.name,
+				sockmig_error(), prog_name, a.name);
+			sockmig_error_clear();
+		}
+		return 1;
+	}
+	printf("lab '%s' is up: nodes n1..n%u, a sockmigd in each (cluster '%s', configs in %s/%s/)\n", a.name, a.nodes,
+	       a.name, SOCKMIG_LAB_DIR, a.name);
 	return 0;
 }
 
@@ -226,6 +492,20 @@ static int lab_exec(int argc, char *argv[])
 	r = sockmig_lab_enter(a.name, node);
 	if (r < 0)
 		return lab_fail(r);
+	/* The node's own cluster config, if up made one (a lab made by an
+	 * older sockmig has none). */
+	{
+		char path[PATH_MAX], name[32];
+		unsigned int i;
+
+		if (sockmig_lab_node_lookup(a.name, node, &i, NULL) == 0) {
+			snprintf(name, sizeof(name), "n%u.conf", i);
+			lab_file(a.name, name, path, sizeof(path));
+			if (access(path, R_OK) == 0)
+				setenv("SOCKMIG_CONFIG", path, 1);
+		}
+		sockmig_error_clear();
+	}
 	execvp(argv[idx], &argv[idx]);
 	r = errno;
 	cli_err("cannot run '%s' in node %s of lab '%s': %s", argv[idx], node, a.name, strerror(r));

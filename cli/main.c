@@ -20,6 +20,10 @@ static const struct {
 	{ "sockets", sockets_main, "Move the TCP and UDP sockets of a process to another node" },
 	{ "checkpoint", checkpoint_main, "Write a running process to an image file (and end it)" },
 	{ "restore", ckpt_restore_main, "Start a checkpointed process again from its image file" },
+	{ "nodes", nodes_main, "List the cluster's members and whether their daemons answer" },
+	{ "migrate", migrate_main, "Move a running process with its connections to another node" },
+	{ "run", run_main, "Start a command as a job with an address of its own" },
+	{ "ps", ps_main, "List the jobs and moved-in processes of this node (or all nodes)" },
 };
 
 static void show_usage(FILE *f)

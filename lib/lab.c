@@ -301,8 +301,11 @@ static int remove_record(const char *lab)
 	d = opendir(path);
 	if (!d)
 		return errno == ENOENT ? 0 : sm_fail(-errno, "cannot read %s: %s", path, strerror(errno));
-	/* Flat by design: whatever a lab keeps (record, later daemon sockets
-	 * and pid files) lives directly in its directory. */
+	/* Flat by design: whatever a lab keeps (record, the cluster's secret,
+	 * the nodes' configs, daemon logs and control sockets: cli/lab.c)
+	 * lives directly in its directory. The daemons are gone by now: they
+	 * run inside the nodes, and kill_in_netns() ended them (SIGTERM: they
+	 * stop cleanly and remove their sockets themselves). */
 	while ((de = readdir(d))) {
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
 			continue;
