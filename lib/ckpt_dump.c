@@ -194,13 +194,22 @@ int sockmig_ckpt_check(struct sockmig_proc *p, const struct sockmig_ckpt_opts *o
 {
 	pid_t pid = sockmig_proc_pid(p);
 	struct ckpt_vma *v = NULL;
-	char val[64];
+	char val[64], comm[32];
 	size_t n = 0;
 	int r;
 
 	r = read_status_field(pid, "Threads", val, sizeof(val));
 	if (r < 0)
 		return sm_fail(r == -ENOENT ? -ESRCH : r, "pid %d: cannot read its status", (int)pid);
+	/* our own machinery: a daemon cannot move itself, and the init of a
+	 * restored process's namespace is not the process */
+	if (read_status_field(pid, "Name", comm, sizeof(comm)) == 0) {
+		if (!strcmp(comm, "sockmigd"))
+			return sm_fail(-EPERM, "pid %d is the sockmig daemon, which cannot be checkpointed", (int)pid);
+		if (!strcmp(comm, "sockmig-init"))
+			return sm_fail(-EPERM, "pid %d is the init of a restored process's pid namespace; move the process itself",
+				       (int)pid);
+	}
 	if (atoi(val) != 1)
 		return sm_fail(-EOPNOTSUPP, "pid %d has %d threads; only single-threaded processes can be checkpointed yet",
 			       (int)pid, atoi(val));

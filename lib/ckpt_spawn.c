@@ -352,8 +352,15 @@ int ckpt_spawn(struct sockmig_restore *rs, const struct sockmig_restore_opts *o,
 		return sm_fail(-errno, "cannot make a pid namespace for the restored process: %s", strerror(errno));
 	rs->init = init;
 	r = read_report(rs, &rep);
-	if (r < 0)
+	if (r < 0) {
+		/* it ends by itself after a failure it reported; not after a
+		 * timeout */
+		if (r == -ETIMEDOUT)
+			kill(init, SIGKILL);
+		waitpid(init, NULL, 0);
+		rs->init = 0;
 		return r;
+	}
 	pid = child_of(init);
 	if (pid <= 0)
 		return sm_fail(-ESRCH, "the restored process ended at once");

@@ -33,6 +33,7 @@ struct dst {
 	int n_caught;
 	struct sockmig_move_stats st;
 	struct sockmig_restore *proc; /* with_process: prepared, then held */
+	pid_t proc_pid;               /* what it became, once made */
 	bool proc_running;
 };
 
@@ -198,6 +199,7 @@ static int restore_process(struct dst *d)
 		r = sm_fail(-EIO, "fault injected: dst-fail-restore");
 	if (r < 0)
 		return sm_fail(r, "cannot restore the process: %s", sockmig_error());
+	d->proc_pid = got.pid;
 	if (d->o->ret_proc)
 		*d->o->ret_proc = got;
 	sm_debug("move dst: process restored, held");
@@ -331,8 +333,8 @@ static void discard(struct dst *d)
 	d->n_took = 0;
 	/* After the sockets went back into repair mode: a process that dies
 	 * now closes them silently. One made but never let run is killed. */
-	if (d->proc_running && d->o->ret_proc)
-		kill(d->o->ret_proc->pid, SIGKILL);
+	if (d->proc_running && d->proc_pid > 0)
+		kill(d->proc_pid, SIGKILL);
 	sockmig_restore_free(d->proc);
 	d->proc = NULL;
 }

@@ -260,6 +260,75 @@ static void test_refuse_fd(void **state)
 	end_child(pid);
 }
 
+/* The image re-encoded with one thing changed, as a node with another kernel
+ * or another CPU would have written it: the restore refuses it with its
+ * sentence before anything is made. */
+static void reencode_and_refuse(int (*change)(struct ckpt_image *), const char *want)
+{
+	pid_t pid = spawn_child(0), rpid = 0;
+	struct sm_image_reader *rd;
+	struct sm_image_writer *w;
+	struct ckpt_image im;
+	int fd, out;
+
+	if (dump_child(pid, &fd) < 0)
+		fail_msg("dump: %s", sockmig_error());
+	end_child(pid);
+	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+	assert_int_equal(sm_image_reader_new_fd(fd, &rd), 0);
+	assert_int_equal(ckpt_read_image(rd, &im, NULL, NULL), 0);
+	sm_image_reader_free(rd);
+	close(fd);
+	assert_int_equal(change(&im), 0);
+	out = (int)syscall(SYS_memfd_create, "img2", MFD_CLOEXEC);
+	assert_true(out >= 0);
+	assert_int_equal(sm_image_writer_new(out, SM_IMAGE_KIND_PROCESS, &w), 0);
+	assert_int_equal(ckpt_write_info(w, &im.info), 0);
+	assert_int_equal(ckpt_write_mm(w, &im.mm), 0);
+	assert_int_equal(ckpt_write_vdso(w, im.vdso, im.vdso_len), 0);
+	assert_int_equal(ckpt_write_vmas(w, im.vmas, im.n_vmas), 0);
+	assert_int_equal(ckpt_write_thread(w, &im.thread), 0);
+	assert_int_equal(sm_image_writer_finish(w), 0);
+	sm_image_writer_free(w);
+	ckpt_image_free(&im);
+	assert_int_equal(lseek(out, 0, SEEK_SET), 0);
+	assert_int_equal(sockmig_restore(out, NULL, &rpid), -EOPNOTSUPP);
+	assert_int_equal(rpid, 0);
+	if (!strstr(sockmig_error(), want))
+		fail_msg("refused with \"%s\", not \"%s\"", sockmig_error(), want);
+	close(out);
+}
+
+static int other_kernel(struct ckpt_image *im)
+{
+	im->vdso[im->vdso_len / 2] ^= 0xff;
+	return 0;
+}
+
+static int other_cpu(struct ckpt_image *im)
+{
+	uint64_t bv;
+
+	/* a state component this CPU's XCR0 does not enable (bit 62 is
+	 * reserved everywhere) marked in use in the xsave header */
+	memcpy(&bv, im->thread.xstate + 512, 8);
+	bv |= 1ull << 62;
+	memcpy(im->thread.xstate + 512, &bv, 8);
+	return 0;
+}
+
+static void test_refuse_other_kernel(void **state)
+{
+	(void)state;
+	reencode_and_refuse(other_kernel, "the image's vdso differs from this node's (another kernel?)");
+}
+
+static void test_refuse_other_cpu(void **state)
+{
+	(void)state;
+	reencode_and_refuse(other_cpu, "the image's FPU state uses CPU features 0x4000000000000000 that this CPU lacks");
+}
+
 static void test_not_stopped(void **state)
 {
 	pid_t pid = spawn_child(0);
@@ -279,6 +348,8 @@ int main(void)
 		cmocka_unit_test(test_dump_sections),
 		cmocka_unit_test(test_refuse_thread),
 		cmocka_unit_test(test_refuse_fd),
+		cmocka_unit_test(test_refuse_other_kernel),
+		cmocka_unit_test(test_refuse_other_cpu),
 		cmocka_unit_test(test_not_stopped),
 	};
 
