@@ -37,7 +37,7 @@ enum {
 /* vma flags */
 enum {
 	CKPT_VMA_ANON = 1u << 0,      /* no file behind it */
-	CKPT_VMA_SHARED = 1u << 1,    /* MAP_SHARED (refused in this slice) */
+	CKPT_VMA_SHARED = 1u << 1,    /* MAP_SHARED */
 	CKPT_VMA_GROWSDOWN = 1u << 2, /* the [stack] */
 	CKPT_VMA_HEAP = 1u << 3,      /* [heap] */
 	CKPT_VMA_VVAR = 1u << 4,      /* [vvar] */

@@ -9,7 +9,7 @@ SOCKMIG_DEB_PACKAGES=(
 	libmnl-dev  # rtnetlink: links, addresses (lab, address moves)
 	libnftnl-dev libnftables-dev  # nftables: freezing flows
 	nftables  # nft, to show rules in tests and by hand
-	libsodium-dev  # image integrity (BLAKE2b), later the cluster channel
+	libsodium-dev  # image integrity (BLAKE2b), the cluster channel (kx, secretstream, kdf)
 	libcmocka-dev  # unit tests
 	iproute2  # ip, ss: what tests compare against
 	socat python3 procps psmisc  # real programs and tools used by tests

@@ -1,22 +1,27 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Process checkpoint and restore (first slice: one single-threaded x86-64
- * process, its memory, registers, FPU/AVX state and its fds 0, 1 and 2).
+ * Process checkpoint and restore: one single-threaded x86-64 process, its
+ * memory (private, shared, memfd), registers and FPU/AVX state, signal
+ * handlers, pending signals, timers, credentials and every fd except TCP
+ * and UDP sockets, which the socket engine carries (sockmig/sockets.h,
+ * with_process). What cannot be moved is refused before the freeze.
  *
  * Two phases, so that a failed restore never costs the original:
  *
  *   sockmig_proc_open(pid, &p)
- *   sockmig_ckpt_check(p)          refuse what cannot be moved, BEFORE freezing
+ *   sockmig_ckpt_check(p, o)       refuse what cannot be moved, BEFORE freezing
  *   sockmig_proc_stop(p)
- *   sockmig_ckpt_dump(p, fd)       image to fd (a file, a pipe, a socket)
- *      ... sockmig_restore(fd, ...) on the destination ...
+ *   sockmig_ckpt_dump(p, fd, o)    image to fd (a file, a pipe, a socket)
+ *      ... on the destination: sockmig_restore_prepare(fd), _run (made,
+ *          held stopped), _release (it runs) ...
  *   confirmed: kill the original (it is still stopped)
  *   failed:    sockmig_proc_resume(p); it goes on as if nothing happened
  *
  * The restored process keeps its pid in a pid namespace of its own (its
- * init, the caller's child, is to be reaped by the caller). It continues at the instruction where the original was stopped, with the same
- * memory at the same addresses, the same registers and the vdso at the same
- * address. docs/checkpoint.md has the design and the image sections.
+ * init, the caller's child, is to be reaped by the caller). It continues at
+ * the instruction where the original was stopped, with the same memory at
+ * the same addresses, the same registers and the vdso at the same address.
+ * docs/checkpoint.md has the design and the image sections.
  */
 #ifndef SOCKMIG_CKPT_H
 #define SOCKMIG_CKPT_H

@@ -7,8 +7,8 @@
  *   source S: sockmig_sockets_send()          destination D: sockmig_sockets_receive()
  *   -------------------------------           ----------------------------------------
  *   check every fd (nothing changed yet)
- *   freeze the flows, capturing what arrives
- *   stop the process, save every socket
+ *   stop the process, freeze the flows
+ *   (capturing what arrives), save every socket
  *           ---- image 1: header, sockets ---->
  *                                             block the flows (capturing), take the
  *                                             addresses and announce them
@@ -83,7 +83,7 @@ struct sockmig_move_opts {
 	 * engine, every other fd with the checkpoint); the original is killed
 	 * once D runs the process, resumed on any failure. D: the process is
 	 * restored with its sockets at their numbers, held stopped until they
-	 * are live; it runs before RUNNING is sent. */
+	 * are live; it is let run right after RUNNING is sent. */
 	unsigned with_process;
 	/* D: how to restore it (NULL: defaults), and what was made */
 	const struct sockmig_restore_opts *restore;
