@@ -41,4 +41,62 @@ bool cli_parse_ms(const char *cmd, const char *opt, const char *arg, unsigned *r
 int cli_connect(const char *cmd, const char *to);
 int cli_accept_one(const char *cmd, const char *at);
 
+/*
+ * ctl.c: the local sockmigd's control socket (docs/cluster.md, "Control
+ * protocol"), for nodes, migrate, run and ps. The sequence:
+ *
+ *   cfg = cli_ctl_config(file);                  which socket; free() it
+ *   answer = cli_ctl_ask(cfg->control, "ps\n", timeout_s);   free() it
+ *   pos = answer;
+ *   while ((t = cli_ctl_next(&pos, &l)) == CLI_CTL_KV)
+ *           ... l.word, cli_kv_get(&l, "key") ...
+ *   t: CLI_CTL_OK, CLI_CTL_ERROR (l.word is the daemon's sentence), or
+ *      CLI_CTL_END (the answer stopped early: say so)
+ *
+ * cli_ctl_config and cli_ctl_ask say what went wrong themselves (cli_err).
+ */
+struct sockmig_config;
+
+/* The cluster config, without its secret: FILE if not NULL, else
+ * $SOCKMIG_CONFIG, else the default path. NULL after saying why. */
+struct sockmig_config *cli_ctl_config(const char *file);
+
+/* Send REQUEST (one line, with its '\n') to the daemon on the unix socket
+ * PATH and read its answer to EOF, waiting at most TIMEOUT_S for each send
+ * and receive. The answer NUL-terminated, or NULL after saying why. */
+char *cli_ctl_ask(const char *path, const char *request, int timeout_s);
+
+#define CLI_KV_MAX 24
+
+/* An answer line `WORD k=v k="quoted \" value" ...` split in place: the
+ * pointers point into the line. Pairs past CLI_KV_MAX are dropped. */
+struct cli_kv_line {
+	char *word;
+	size_t n;
+	char *key[CLI_KV_MAX];
+	char *val[CLI_KV_MAX];
+};
+
+/* false if a pair has no '=' or an unterminated quote. */
+bool cli_kv_parse(char *s, struct cli_kv_line *l);
+/* The value of KEY, or NULL. */
+const char *cli_kv_get(const struct cli_kv_line *l, const char *key);
+/* S is one or more decimal digits (fit to print as a JSON number). */
+bool cli_kv_is_number(const char *s);
+
+enum cli_ctl_line {
+	CLI_CTL_END,   /* no more lines: before "ok" or "error", the answer ended early */
+	CLI_CTL_OK,    /* "ok" */
+	CLI_CTL_ERROR, /* "error SENTENCE": l->word is SENTENCE */
+	CLI_CTL_KV,    /* a WORD key=value line, in l */
+};
+
+/* The next line of an answer, cut off in place at *pos (start with the
+ * answer itself). Empty lines and lines that do not parse are skipped. */
+enum cli_ctl_line cli_ctl_next(char **pos, struct cli_kv_line *l);
+
+/* S as a JSON string on stdout: quotes, '\\' and control bytes escaped;
+ * NULL as "". */
+void cli_json_str(const char *s);
+
 #endif

@@ -16,16 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "sockmig/config.h"
 #include "sockmig/sockmig.h"
 
-#define ANSWER_MAX (4u << 20)
 /* Every step of a move is bounded by the cluster's timeout (10 s by
  * default) and the restore by 60 s: this is a bound on a daemon that hangs. */
 #define MIGRATE_TIMEOUT_S 600
@@ -51,186 +46,6 @@ static void migrate_usage(FILE *f)
 		prog_name);
 }
 
-/* ---- the daemon's answer (the same helpers as in ps.c: cli.h takes one
- * line per subcommand) ---- */
-
-#define KV_MAX 24
-
-struct kv_line {
-	char *word;
-	size_t n;
-	char *key[KV_MAX];
-	char *val[KV_MAX];
-};
-
-static bool kv_parse(char *s, struct kv_line *l)
-{
-	memset(l, 0, sizeof(*l));
-	l->word = s;
-	s += strcspn(s, " ");
-	if (!*s)
-		return true;
-	*s++ = '\0';
-	while (*s && l->n < KV_MAX) {
-		char *eq, *o;
-
-		while (*s == ' ')
-			s++;
-		if (!*s)
-			break;
-		eq = strchr(s, '=');
-		if (!eq)
-			return false;
-		*eq = '\0';
-		l->key[l->n] = s;
-		s = eq + 1;
-		if (*s == '"') {
-			o = ++s;
-			l->val[l->n] = o;
-			while (*s && *s != '"') {
-				if (*s == '\\' && s[1])
-					s++;
-				*o++ = *s++;
-			}
-			if (*s != '"')
-				return false;
-			s++;
-			*o = '\0';
-		} else {
-			l->val[l->n] = s;
-			s += strcspn(s, " ");
-			if (*s)
-				*s++ = '\0';
-		}
-		l->n++;
-	}
-	return true;
-}
-
-static const char *kv_get(const struct kv_line *l, const char *key)
-{
-	for (size_t i = 0; i < l->n; i++)
-		if (!strcmp(l->key[i], key))
-			return l->val[i];
-	return NULL;
-}
-
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
-/* The config's control socket path; the node's name into node. */
-static bool control_path(const char *config, char *path, size_t size, char *node, size_t nsize)
-{
-	const char *env = getenv("SOCKMIG_CONFIG");
-	struct sockmig_config *cfg = NULL;
-	bool is_default = false;
-	int r;
-
-	if (!config) {
-		config = env && env[0] ? env : SOCKMIG_CONFIG_DEFAULT_PATH;
-		is_default = !(env && env[0]);
-	}
-	r = sockmig_config_load(config, SOCKMIG_CONFIG_NO_SECRET, &cfg);
-	if (r < 0) {
-		if (r == -ENOENT && is_default)
-			cli_err("there is no cluster config %s: give --config FILE or set SOCKMIG_CONFIG", config);
-		else
-			cli_lib_err(r, "cannot read the cluster config");
-		return false;
-	}
-	snprintf(path, size, "%s", cfg->control);
-	snprintf(node, nsize, "%s", cfg->node);
-	free(cfg);
-	return true;
-}
-
-/* The whole answer, NUL-terminated; NULL after saying why. */
-static char *ask_daemon(const char *path, const char *request, int timeout_s)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = timeout_s };
-	size_t len = 0, cap = 4096;
-	char *buf = NULL;
-	int fd;
-
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		cli_err("control socket path %s is too long", path);
-		return NULL;
-	}
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		cli_err("cannot make a unix socket: %s", strerror(errno));
-		return NULL;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		if (errno == ENOENT || errno == ECONNREFUSED)
-			cli_err("no sockmigd answers on %s (is it running on this node?)", path);
-		else
-			cli_err("cannot reach sockmigd on %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (send(fd, request, strlen(request), MSG_NOSIGNAL) != (ssize_t)strlen(request)) {
-		cli_err("cannot send the request to sockmigd on %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	buf = malloc(cap);
-	if (!buf)
-		goto fail_mem;
-	for (;;) {
-		ssize_t n;
-
-		if (len + 1 == cap) {
-			char *b;
-			if (cap >= ANSWER_MAX) {
-				cli_err("sockmigd on %s answered more than %u bytes", path, ANSWER_MAX);
-				goto fail;
-			}
-			b = realloc(buf, cap * 2);
-			if (!b)
-				goto fail_mem;
-			buf = b;
-			cap *= 2;
-		}
-		n = recv(fd, buf + len, cap - 1 - len, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			if (errno == EAGAIN)
-				cli_err("no answer from sockmigd on %s within %d s", path, timeout_s);
-			else
-				cli_err("no answer from sockmigd on %s: %s", path, strerror(errno));
-			goto fail;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	close(fd);
-	return buf;
-fail_mem:
-	cli_err("out of memory");
-fail:
-	free(buf);
-	close(fd);
-	return NULL;
-}
-
 static bool parse_pid(const char *s, long *ret)
 {
 	char *end;
@@ -245,32 +60,33 @@ static bool parse_pid(const char *s, long *ret)
 }
 
 /* A job's name, to its pid here (the local daemon's ps). */
-static bool job_pid(const char *path, const char *node, const char *name, long *ret)
+static bool job_pid(const struct sockmig_config *cfg, const char *name, long *ret)
 {
-	char *answer = ask_daemon(path, "ps\n", PS_TIMEOUT_S), *line, *save = NULL;
+	_cleanup_free_ char *answer = cli_ctl_ask(cfg->control, "ps\n", PS_TIMEOUT_S);
+	struct cli_kv_line l;
+	enum cli_ctl_line t;
 	bool found = false;
+	char *pos = answer;
 
 	if (!answer)
 		return false;
-	for (line = strtok_r(answer, "\n", &save); line && !found; line = strtok_r(NULL, "\n", &save)) {
-		struct kv_line l;
+	while (!found && (t = cli_ctl_next(&pos, &l)) != CLI_CTL_END) {
 		const char *n, *pid;
 
-		if (!strncmp(line, "error ", 6)) {
-			cli_err("%s", line + 6);
-			free(answer);
+		if (t == CLI_CTL_ERROR) {
+			cli_err("%s", l.word);
 			return false;
 		}
-		if (!kv_parse(line, &l) || strcmp(l.word, "job"))
+		if (t != CLI_CTL_KV || strcmp(l.word, "job"))
 			continue;
-		n = kv_get(&l, "name");
-		pid = kv_get(&l, "pid");
+		n = cli_kv_get(&l, "name");
+		pid = cli_kv_get(&l, "pid");
 		if (n && !strcmp(n, name) && pid)
 			found = parse_pid(pid, ret);
 	}
-	free(answer);
 	if (!found)
-		cli_err("migrate: there is no job named '%s' on this node (%s); see '%s ps --all'", name, node, prog_name);
+		cli_err("migrate: there is no job named '%s' on this node (%s); see '%s ps --all'", name, cfg->node,
+			prog_name);
 	return found;
 }
 
@@ -285,10 +101,14 @@ int migrate_main(int argc, char *argv[])
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL, *to = NULL, *mode = "auto", *what;
-	char path[SOCKMIG_CONTROL_PATH_SIZE], node[SOCKMIG_NAME_MAX + 1], request[256], *answer, *line, *save = NULL;
-	bool json = false, done = false;
+	_cleanup_free_ struct sockmig_config *cfg = NULL;
+	_cleanup_free_ char *answer = NULL;
+	char request[256], *pos;
+	struct cli_kv_line l;
+	enum cli_ctl_line t;
+	bool json = false;
 	long pid;
-	int c, status = 1;
+	int c;
 
 	optind = 1;
 	opterr = 0;
@@ -341,72 +161,67 @@ int migrate_main(int argc, char *argv[])
 		cli_err("migrate: '%s' is not a mode: auto, move, forward or rewrite", mode);
 		return 1;
 	}
-	if (!control_path(config, path, sizeof(path), node, sizeof(node)))
+	cfg = cli_ctl_config(config);
+	if (!cfg)
 		return 1;
 	if (!parse_pid(what, &pid)) {
 		if (!sockmig_name_valid(what)) {
 			cli_err("migrate: '%s' is neither a process id nor a job name", what);
 			return 1;
 		}
-		if (!job_pid(path, node, what, &pid))
+		if (!job_pid(cfg, what, &pid))
 			return 1;
 	}
 	snprintf(request, sizeof(request), "migrate %ld %s %s\n", pid, to, mode);
-	answer = ask_daemon(path, request, MIGRATE_TIMEOUT_S);
+	answer = cli_ctl_ask(cfg->control, request, MIGRATE_TIMEOUT_S);
 	if (!answer)
 		return 1;
-	for (line = strtok_r(answer, "\n", &save); line && !done; line = strtok_r(NULL, "\n", &save)) {
-		struct kv_line l;
+	pos = answer;
+	while ((t = cli_ctl_next(&pos, &l)) == CLI_CTL_KV) {
 		const char *job, *frozen, *new_pid;
 
-		if (!strcmp(line, "ok")) {
-			done = true;
-			status = 0;
-			break;
-		}
-		if (!strncmp(line, "error ", 6)) {
-			cli_err("%s", line + 6);
-			done = true;
-			break;
-		}
-		if (!kv_parse(line, &l) || strcmp(l.word, "migrated"))
+		if (strcmp(l.word, "migrated"))
 			continue;
-		job = kv_get(&l, "job");
-		frozen = kv_get(&l, "frozen_us");
-		new_pid = kv_get(&l, "new_pid");
+		job = cli_kv_get(&l, "job");
+		frozen = cli_kv_get(&l, "frozen_us");
+		new_pid = cli_kv_get(&l, "new_pid");
 		if (json) {
 			printf("{\"pid\":%ld,\"job\":", pid);
 			if (job && strcmp(job, "-"))
-				json_str(job);
+				cli_json_str(job);
 			else
 				printf("null");
 			printf(",\"from\":");
-			json_str(kv_get(&l, "from"));
+			cli_json_str(cli_kv_get(&l, "from"));
 			printf(",\"to\":");
-			json_str(kv_get(&l, "to"));
+			cli_json_str(cli_kv_get(&l, "to"));
 			printf(",\"mode\":");
-			json_str(kv_get(&l, "mode"));
+			cli_json_str(cli_kv_get(&l, "mode"));
 			printf(",\"new_pid\":%ld,\"own_pid\":%ld,\"sockets\":%ld,\"tcp\":%ld,\"udp\":%ld,"
 			       "\"frozen_ms\":%.3f,\"save_ms\":%.3f,\"captured_src\":%ld,\"captured_dst\":%ld}\n",
-			       strtol(new_pid ? new_pid : "0", NULL, 10), strtol(kv_get(&l, "own_pid") ?: "0", NULL, 10),
-			       strtol(kv_get(&l, "sockets") ?: "0", NULL, 10), strtol(kv_get(&l, "tcp") ?: "0", NULL, 10),
-			       strtol(kv_get(&l, "udp") ?: "0", NULL, 10), strtod(frozen ? frozen : "0", NULL) / 1000.0,
-			       strtod(kv_get(&l, "save_us") ?: "0", NULL) / 1000.0,
-			       strtol(kv_get(&l, "captured_src") ?: "0", NULL, 10),
-			       strtol(kv_get(&l, "captured_dst") ?: "0", NULL, 10));
+			       strtol(new_pid ? new_pid : "0", NULL, 10),
+			       strtol(cli_kv_get(&l, "own_pid") ?: "0", NULL, 10),
+			       strtol(cli_kv_get(&l, "sockets") ?: "0", NULL, 10),
+			       strtol(cli_kv_get(&l, "tcp") ?: "0", NULL, 10),
+			       strtol(cli_kv_get(&l, "udp") ?: "0", NULL, 10),
+			       strtod(frozen ? frozen : "0", NULL) / 1000.0,
+			       strtod(cli_kv_get(&l, "save_us") ?: "0", NULL) / 1000.0,
+			       strtol(cli_kv_get(&l, "captured_src") ?: "0", NULL, 10),
+			       strtol(cli_kv_get(&l, "captured_dst") ?: "0", NULL, 10));
 		} else {
 			printf("moved pid %ld", pid);
 			if (job && strcmp(job, "-"))
 				printf(" (job %s)", job);
-			printf(" from %s to %s", kv_get(&l, "from") ?: "?", kv_get(&l, "to") ?: "?");
+			printf(" from %s to %s", cli_kv_get(&l, "from") ?: "?", cli_kv_get(&l, "to") ?: "?");
 			if (new_pid && strcmp(new_pid, "0"))
 				printf(" (pid %s there)", new_pid);
-			printf(": %s sockets, frozen %.3f ms\n", kv_get(&l, "sockets") ?: "?",
+			printf(": %s sockets, frozen %.3f ms\n", cli_kv_get(&l, "sockets") ?: "?",
 			       strtod(frozen ? frozen : "0", NULL) / 1000.0);
 		}
 	}
-	if (!done)
-		cli_err("sockmigd on %s ended its answer early", path);
-	free(answer);
-	return status;
+	if (t == CLI_CTL_ERROR)
+		cli_err("%s", l.word);
+	else if (t == CLI_CTL_END)
+		cli_err("sockmigd on %s ended its answer early", cfg->control);
+	return t == CLI_CTL_OK ? 0 : 1;
 }

@@ -4,22 +4,15 @@
  * (each pinged over an authenticated channel), through its control socket
  * (docs/cluster.md, "Control protocol").
  */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "sockmig/config.h"
 #include "sockmig/sockmig.h"
 
-
-#define ANSWER_MAX (1u << 20)
 /* The daemon pings every member at once, each bounded by a few seconds. */
 #define ANSWER_TIMEOUT_S 30
 
@@ -36,206 +29,42 @@ static void nodes_usage(FILE *f)
 		prog_name, SOCKMIG_CONFIG_DEFAULT_PATH);
 }
 
-/* ---- the answer: lines of key=value ---- */
-
-#define KV_MAX 16
-
-struct kv_line {
-	char *word; /* first word: "cluster", "member", ... */
-	size_t n;
-	char *key[KV_MAX];
-	char *val[KV_MAX];
-};
-
-/* Split in place: word k=v k="quoted \" value" ... */
-static bool kv_parse(char *s, struct kv_line *l)
+static void print_member_text(const struct cli_kv_line *l)
 {
-	memset(l, 0, sizeof(*l));
-	l->word = s;
-	s += strcspn(s, " ");
-	if (!*s)
-		return true;
-	*s++ = '\0';
-	while (*s && l->n < KV_MAX) {
-		char *eq, *o;
-
-		while (*s == ' ')
-			s++;
-		if (!*s)
-			break;
-		eq = strchr(s, '=');
-		if (!eq)
-			return false;
-		*eq = '\0';
-		l->key[l->n] = s;
-		s = eq + 1;
-		if (*s == '"') {
-			o = ++s;
-			l->val[l->n] = o;
-			while (*s && *s != '"') {
-				if (*s == '\\' && s[1])
-					s++;
-				*o++ = *s++;
-			}
-			if (*s != '"')
-				return false;
-			s++;
-			*o = '\0';
-		} else {
-			l->val[l->n] = s;
-			s += strcspn(s, " ");
-			if (*s)
-				*s++ = '\0';
-		}
-		l->n++;
-	}
-	return true;
-}
-
-static const char *kv_get(const struct kv_line *l, const char *key)
-{
-	for (size_t i = 0; i < l->n; i++) {
-		if (!strcmp(l->key[i], key))
-			return l->val[i];
-	}
-	return NULL;
-}
-
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
-static bool is_number(const char *s)
-{
-	if (!s || !*s)
-		return false;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return false;
-	}
-	return true;
-}
-
-/* ---- talking to the daemon ---- */
-
-/* The whole answer, NUL-terminated; NULL after saying why. */
-static char *ask_daemon(const char *path, const char *request)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = ANSWER_TIMEOUT_S };
-	size_t len = 0, cap = 4096;
-	char *buf = NULL;
-	int fd;
-
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		cli_err("control socket path %s is too long", path);
-		return NULL;
-	}
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		cli_err("cannot make a unix socket: %s", strerror(errno));
-		return NULL;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		if (errno == ENOENT || errno == ECONNREFUSED)
-			cli_err("no sockmigd answers on %s (is it running on this node?)", path);
-		else
-			cli_err("cannot reach sockmigd on %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (send(fd, request, strlen(request), MSG_NOSIGNAL) != (ssize_t)strlen(request)) {
-		cli_err("cannot send the request to sockmigd on %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	buf = malloc(cap);
-	if (!buf)
-		goto fail_mem;
-	for (;;) {
-		ssize_t n;
-
-		if (len + 1 == cap) {
-			char *b;
-			if (cap >= ANSWER_MAX) {
-				cli_err("sockmigd on %s answered more than %u bytes", path, ANSWER_MAX);
-				goto fail;
-			}
-			b = realloc(buf, cap * 2);
-			if (!b)
-				goto fail_mem;
-			buf = b;
-			cap *= 2;
-		}
-		n = recv(fd, buf + len, cap - 1 - len, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			cli_err("no answer from sockmigd on %s: %s", path,
-				errno == EAGAIN ? "it took more than 30 s" : strerror(errno));
-			goto fail;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	close(fd);
-	return buf;
-fail_mem:
-	cli_err("out of memory");
-fail:
-	free(buf);
-	close(fd);
-	return NULL;
-}
-
-static void print_member_text(const struct kv_line *l)
-{
-	const char *name = kv_get(l, "name"), *addr = kv_get(l, "address"), *port = kv_get(l, "port");
-	const char *state = kv_get(l, "state"), *rtt = kv_get(l, "rtt_us"), *err = kv_get(l, "error");
+	const char *name = cli_kv_get(l, "name"), *addr = cli_kv_get(l, "address"), *port = cli_kv_get(l, "port");
+	const char *state = cli_kv_get(l, "state"), *rtt = cli_kv_get(l, "rtt_us"), *err = cli_kv_get(l, "error");
 	char where[80];
 	bool v6 = addr && strchr(addr, ':');
 
 	snprintf(where, sizeof(where), "%s%s%s:%s", v6 ? "[" : "", addr ? addr : "?", v6 ? "]" : "", port ? port : "?");
 	printf("  %-12s %-26s %s", name ? name : "?", where, state ? state : "?");
-	if (state && !strcmp(state, "up") && is_number(rtt))
+	if (state && !strcmp(state, "up") && cli_kv_is_number(rtt))
 		printf("%*s rtt %.3f ms", 5 - (int)strlen(state), "", strtoull(rtt, NULL, 10) / 1000.0);
 	else if (err)
 		printf("%*s %s", state ? 5 - (int)strlen(state) : 0, "", err);
 	putchar('\n');
 }
 
-static void print_member_json(const struct kv_line *l, bool first)
+static void print_member_json(const struct cli_kv_line *l, bool first)
 {
-	const char *state = kv_get(l, "state");
+	const char *state = cli_kv_get(l, "state");
 
 	printf("%s{\"name\":", first ? "" : ",");
-	json_str(kv_get(l, "name"));
+	cli_json_str(cli_kv_get(l, "name"));
 	printf(",\"address\":");
-	json_str(kv_get(l, "address"));
-	printf(",\"port\":%s", is_number(kv_get(l, "port")) ? kv_get(l, "port") : "null");
+	cli_json_str(cli_kv_get(l, "address"));
+	printf(",\"port\":%s", cli_kv_is_number(cli_kv_get(l, "port")) ? cli_kv_get(l, "port") : "null");
 	printf(",\"self\":%s,\"state\":", state && !strcmp(state, "self") ? "true" : "false");
-	json_str(state);
+	cli_json_str(state);
 	if (state && !strcmp(state, "up")) {
-		printf(",\"rtt_us\":%s", is_number(kv_get(l, "rtt_us")) ? kv_get(l, "rtt_us") : "null");
-		printf(",\"connect_us\":%s", is_number(kv_get(l, "connect_us")) ? kv_get(l, "connect_us") : "null");
+		const char *rtt = cli_kv_get(l, "rtt_us"), *connect = cli_kv_get(l, "connect_us");
+
+		printf(",\"rtt_us\":%s", cli_kv_is_number(rtt) ? rtt : "null");
+		printf(",\"connect_us\":%s", cli_kv_is_number(connect) ? connect : "null");
 	}
-	if (kv_get(l, "error")) {
+	if (cli_kv_get(l, "error")) {
 		printf(",\"error\":");
-		json_str(kv_get(l, "error"));
+		cli_json_str(cli_kv_get(l, "error"));
 	}
 	putchar('}');
 }
@@ -248,11 +77,14 @@ int nodes_main(int argc, char *argv[])
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *config = NULL, *node = NULL, *env = getenv("SOCKMIG_CONFIG");
-	struct sockmig_config *cfg = NULL;
-	char request[128], *answer, *line, *save = NULL;
-	bool json = false, done = false, ok = false, first = true, is_default = false;
-	int c, r, status = 1;
+	const char *config = NULL, *node = NULL;
+	_cleanup_free_ struct sockmig_config *cfg = NULL;
+	_cleanup_free_ char *answer = NULL;
+	char request[128], *pos;
+	struct cli_kv_line l;
+	enum cli_ctl_line t;
+	bool json = false, first = true;
+	int c;
 
 	optind = 1;
 	opterr = 0;
@@ -285,54 +117,29 @@ int nodes_main(int argc, char *argv[])
 		cli_err("'%s' is not a valid node name", node);
 		return 1;
 	}
-	if (!config) {
-		config = env && env[0] ? env : SOCKMIG_CONFIG_DEFAULT_PATH;
-		is_default = !(env && env[0]);
-	}
-	r = sockmig_config_load(config, SOCKMIG_CONFIG_NO_SECRET, &cfg);
-	if (r < 0) {
-		if (r == -ENOENT && is_default)
-			cli_err("there is no cluster config %s: give --config FILE or set SOCKMIG_CONFIG", config);
-		else
-			cli_lib_err(r, "cannot read the cluster config");
+	cfg = cli_ctl_config(config);
+	if (!cfg)
 		return 1;
-	}
 	if (node && !sockmig_config_member(cfg, node)) {
-		cli_err("'%s' is not a member of cluster '%s' (%s)", node, cfg->cluster, config);
-		free(cfg);
+		cli_err("'%s' is not a member of cluster '%s' (%s)", node, cfg->cluster, cfg->path);
 		return 1;
 	}
 	snprintf(request, sizeof(request), node ? "ping %s\n" : "nodes\n", node);
-	answer = ask_daemon(cfg->control, request);
-	if (!answer) {
-		free(cfg);
+	answer = cli_ctl_ask(cfg->control, request, ANSWER_TIMEOUT_S);
+	if (!answer)
 		return 1;
-	}
 	if (json) {
 		printf("{\"cluster\":");
-		json_str(cfg->cluster);
+		cli_json_str(cfg->cluster);
 		printf(",\"node\":");
-		json_str(cfg->node);
+		cli_json_str(cfg->node);
 		printf(",\"members\":[");
 	} else if (!node) {
 		printf("cluster %s, this node %s\n", cfg->cluster, cfg->node);
 	}
-	for (line = strtok_r(answer, "\n", &save); line && !done; line = strtok_r(NULL, "\n", &save)) {
-		struct kv_line l;
-
-		if (!strcmp(line, "ok")) {
-			done = ok = true;
-			break;
-		}
-		if (!strncmp(line, "error ", 6)) {
-			if (json)
-				printf("]}\n");
-			json = false;
-			cli_err("%s", line + 6);
-			done = true;
-			break;
-		}
-		if (!kv_parse(line, &l) || strcmp(l.word, "member"))
+	pos = answer;
+	while ((t = cli_ctl_next(&pos, &l)) == CLI_CTL_KV) {
+		if (strcmp(l.word, "member"))
 			continue; /* lines a newer daemon adds */
 		if (json)
 			print_member_json(&l, first);
@@ -342,10 +149,9 @@ int nodes_main(int argc, char *argv[])
 	}
 	if (json)
 		printf("]}\n");
-	if (!done)
+	if (t == CLI_CTL_ERROR)
+		cli_err("%s", l.word);
+	else if (t == CLI_CTL_END)
 		cli_err("sockmigd on %s ended its answer early", cfg->control);
-	status = ok ? 0 : 1;
-	free(answer);
-	free(cfg);
-	return status;
+	return t == CLI_CTL_OK ? 0 : 1;
 }

@@ -13,17 +13,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "sockmig/config.h"
 #include "sockmig/sockmig.h"
 
-#define ANSWER_MAX (4u << 20)
 /* The daemon asks every member which names and addresses are taken (3 s
  * for one that does not answer). */
 #define RUN_TIMEOUT_S 30
@@ -47,186 +43,6 @@ static void run_usage(FILE *f)
 		"printed; on every node it moves to, the same name beside the daemon's control\n"
 		"socket). NAME (default: the command's name) is unique in the cluster.\n",
 		prog_name);
-}
-
-/* ---- the daemon's answer (the same helpers as in ps.c: cli.h takes one
- * line per subcommand) ---- */
-
-#define KV_MAX 24
-
-struct kv_line {
-	char *word;
-	size_t n;
-	char *key[KV_MAX];
-	char *val[KV_MAX];
-};
-
-static bool kv_parse(char *s, struct kv_line *l)
-{
-	memset(l, 0, sizeof(*l));
-	l->word = s;
-	s += strcspn(s, " ");
-	if (!*s)
-		return true;
-	*s++ = '\0';
-	while (*s && l->n < KV_MAX) {
-		char *eq, *o;
-
-		while (*s == ' ')
-			s++;
-		if (!*s)
-			break;
-		eq = strchr(s, '=');
-		if (!eq)
-			return false;
-		*eq = '\0';
-		l->key[l->n] = s;
-		s = eq + 1;
-		if (*s == '"') {
-			o = ++s;
-			l->val[l->n] = o;
-			while (*s && *s != '"') {
-				if (*s == '\\' && s[1])
-					s++;
-				*o++ = *s++;
-			}
-			if (*s != '"')
-				return false;
-			s++;
-			*o = '\0';
-		} else {
-			l->val[l->n] = s;
-			s += strcspn(s, " ");
-			if (*s)
-				*s++ = '\0';
-		}
-		l->n++;
-	}
-	return true;
-}
-
-static const char *kv_get(const struct kv_line *l, const char *key)
-{
-	for (size_t i = 0; i < l->n; i++)
-		if (!strcmp(l->key[i], key))
-			return l->val[i];
-	return NULL;
-}
-
-static void json_str(const char *s)
-{
-	putchar('"');
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			printf("\\%c", c);
-		else if (c < 0x20)
-			printf("\\u%04x", c);
-		else
-			putchar(c);
-	}
-	putchar('"');
-}
-
-/* The config's control socket path; the node's name into node. */
-static bool control_path(const char *config, char *path, size_t size, char *node, size_t nsize)
-{
-	const char *env = getenv("SOCKMIG_CONFIG");
-	struct sockmig_config *cfg = NULL;
-	bool is_default = false;
-	int r;
-
-	if (!config) {
-		config = env && env[0] ? env : SOCKMIG_CONFIG_DEFAULT_PATH;
-		is_default = !(env && env[0]);
-	}
-	r = sockmig_config_load(config, SOCKMIG_CONFIG_NO_SECRET, &cfg);
-	if (r < 0) {
-		if (r == -ENOENT && is_default)
-			cli_err("there is no cluster config %s: give --config FILE or set SOCKMIG_CONFIG", config);
-		else
-			cli_lib_err(r, "cannot read the cluster config");
-		return false;
-	}
-	snprintf(path, size, "%s", cfg->control);
-	snprintf(node, nsize, "%s", cfg->node);
-	free(cfg);
-	return true;
-}
-
-/* The whole answer, NUL-terminated; NULL after saying why. */
-static char *ask_daemon(const char *path, const char *request, int timeout_s)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = timeout_s };
-	size_t len = 0, cap = 4096;
-	char *buf = NULL;
-	int fd;
-
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		cli_err("control socket path %s is too long", path);
-		return NULL;
-	}
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		cli_err("cannot make a unix socket: %s", strerror(errno));
-		return NULL;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		if (errno == ENOENT || errno == ECONNREFUSED)
-			cli_err("no sockmigd answers on %s (is it running on this node?)", path);
-		else
-			cli_err("cannot reach sockmigd on %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (send(fd, request, strlen(request), MSG_NOSIGNAL) != (ssize_t)strlen(request)) {
-		cli_err("cannot send the request to sockmigd on %s: %s", path, strerror(errno));
-		goto fail;
-	}
-	buf = malloc(cap);
-	if (!buf)
-		goto fail_mem;
-	for (;;) {
-		ssize_t n;
-
-		if (len + 1 == cap) {
-			char *b;
-			if (cap >= ANSWER_MAX) {
-				cli_err("sockmigd on %s answered more than %u bytes", path, ANSWER_MAX);
-				goto fail;
-			}
-			b = realloc(buf, cap * 2);
-			if (!b)
-				goto fail_mem;
-			buf = b;
-			cap *= 2;
-		}
-		n = recv(fd, buf + len, cap - 1 - len, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			if (errno == EAGAIN)
-				cli_err("no answer from sockmigd on %s within %d s", path, timeout_s);
-			else
-				cli_err("no answer from sockmigd on %s: %s", path, strerror(errno));
-			goto fail;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
-	}
-	buf[len] = '\0';
-	close(fd);
-	return buf;
-fail_mem:
-	cli_err("out of memory");
-fail:
-	free(buf);
-	close(fd);
-	return NULL;
 }
 
 /* Bytes outside '!'..'~', and '%', as %XX; the empty string as "%". */
@@ -295,12 +111,15 @@ int run_main(int argc, char *argv[])
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL, *name = "-", *address = "-";
-	char path[SOCKMIG_CONTROL_PATH_SIZE], node[SOCKMIG_NAME_MAX + 1], request[REQUEST_MAX + 2], cwd[PATH_MAX];
-	char exe[PATH_MAX], *answer, *line, *save = NULL;
+	_cleanup_free_ struct sockmig_config *cfg = NULL;
+	_cleanup_free_ char *answer = NULL;
+	char request[REQUEST_MAX + 2], cwd[PATH_MAX], exe[PATH_MAX], *pos;
 	const char *log_path = NULL;
-	bool json = false, done = false;
+	struct cli_kv_line l;
+	enum cli_ctl_line t;
+	bool json = false;
 	size_t len;
-	int c, status = 1;
+	int c;
 
 	optind = 1;
 	opterr = 0;
@@ -350,7 +169,8 @@ int run_main(int argc, char *argv[])
 	}
 	if (!resolve(argv[optind], exe, sizeof(exe)))
 		return 1;
-	if (!control_path(config, path, sizeof(path), node, sizeof(node)))
+	cfg = cli_ctl_config(config);
+	if (!cfg)
 		return 1;
 	len = (size_t)snprintf(request, sizeof(request), "run %s %s", name, address);
 	if (!encode(request, sizeof(request), &len, cwd) || !encode(request, sizeof(request), &len, exe))
@@ -362,56 +182,45 @@ int run_main(int argc, char *argv[])
 	request[len++] = '\n';
 	request[len] = '\0';
 
-	answer = ask_daemon(path, request, RUN_TIMEOUT_S);
+	answer = cli_ctl_ask(cfg->control, request, RUN_TIMEOUT_S);
 	if (!answer)
 		return 1;
-	for (line = strtok_r(answer, "\n", &save); line && !done; line = strtok_r(NULL, "\n", &save)) {
-		struct kv_line l;
-
-		if (!strcmp(line, "ok")) {
-			done = true;
-			status = 0;
-			break;
-		}
-		if (!strncmp(line, "error ", 6)) {
-			cli_err("run: %s", line + 6);
-			done = true;
-			break;
-		}
-		if (!kv_parse(line, &l))
-			continue;
+	pos = answer;
+	while ((t = cli_ctl_next(&pos, &l)) == CLI_CTL_KV) {
 		if (!strcmp(l.word, "log")) {
-			log_path = kv_get(&l, "path");
+			log_path = cli_kv_get(&l, "path");
 			continue;
 		}
 		if (strcmp(l.word, "job"))
 			continue;
 		if (json) {
 			printf("{\"name\":");
-			json_str(kv_get(&l, "name"));
+			cli_json_str(cli_kv_get(&l, "name"));
 			printf(",\"node\":");
-			json_str(kv_get(&l, "node"));
-			printf(",\"pid\":%ld,\"address\":", strtol(kv_get(&l, "pid") ?: "0", NULL, 10));
-			json_str(kv_get(&l, "address"));
+			cli_json_str(cli_kv_get(&l, "node"));
+			printf(",\"pid\":%ld,\"address\":", strtol(cli_kv_get(&l, "pid") ?: "0", NULL, 10));
+			cli_json_str(cli_kv_get(&l, "address"));
 		} else {
-			printf("started job %s (pid %s) on %s with address %s", kv_get(&l, "name") ?: "?",
-			       kv_get(&l, "pid") ?: "?", kv_get(&l, "node") ?: "?", kv_get(&l, "address") ?: "?");
+			printf("started job %s (pid %s) on %s with address %s", cli_kv_get(&l, "name") ?: "?",
+			       cli_kv_get(&l, "pid") ?: "?", cli_kv_get(&l, "node") ?: "?",
+			       cli_kv_get(&l, "address") ?: "?");
 		}
 	}
+	if (t == CLI_CTL_ERROR)
+		cli_err("run: %s", l.word);
 	/* the log line follows the job line */
-	if (status == 0) {
+	if (t == CLI_CTL_OK) {
 		if (json) {
 			printf(",\"log\":");
-			json_str(log_path);
+			cli_json_str(log_path);
 			printf("}\n");
 		} else {
 			printf("; its output goes to %s\n", log_path ? log_path : "?");
 		}
 	}
-	if (!done)
-		cli_err("sockmigd on %s ended its answer early", path);
-	free(answer);
-	return status;
+	if (t == CLI_CTL_END)
+		cli_err("sockmigd on %s ended its answer early", cfg->control);
+	return t == CLI_CTL_OK ? 0 : 1;
 
 too_long:
 	cli_err("run: the command line is too long for the daemon's request (at most %d bytes encoded, 120 arguments)",
