@@ -5,8 +5,11 @@
  * migration test moves when it wants "some unmodified server" rather than
  * peer (tests/progs/peer.c), which was written for the tests.
  *
- *   epoll_echo ADDR PORT
+ *   epoll_echo ADDR PORT [--ballast MIB]
  *
+ * --ballast MIB (for benchmarks) first allocates MIB MiB and writes every
+ * word of it with a non-zero value, so that a checkpoint has that much
+ * resident memory to carry (zero pages would be left out of an image).
  * ADDR is a numeric IPv4 or IPv6 address. It listens (SO_REUSEADDR), prints
  * "listening" on stdout once connections can be made, then accepts any
  * number of clients, non-blocking, and sends every byte back in order. A
@@ -26,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -207,6 +211,35 @@ static void on_listener(void)
 	}
 }
 
+/* MIB MiB of non-zero, touched memory, kept for the process's lifetime. */
+static int ballast(const char *arg)
+{
+	char *end;
+	unsigned long mib;
+	uint64_t *p, x = 0x9e3779b97f4a7c15ull;
+	size_t words;
+
+	errno = 0;
+	mib = strtoul(arg, &end, 10);
+	if (errno || end == arg || *end || mib > (1ul << 20)) {
+		fprintf(stderr, "epoll_echo: --ballast takes a number of MiB, not '%s'\n", arg);
+		return -1;
+	}
+	if (!mib)
+		return 0;
+	p = mmap(NULL, mib << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		fprintf(stderr, "epoll_echo: --ballast %lu: %s\n", mib, strerror(errno));
+		return -1;
+	}
+	words = (mib << 20) / sizeof(*p);
+	for (size_t i = 0; i < words; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64: never 0 */
+		p[i] = x;
+	}
+	return 0;
+}
+
 static int open_listener(const char *addr, const char *port)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
@@ -235,10 +268,12 @@ int main(int argc, char *argv[])
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL }, events[MAX_EVENTS];
 
-	if (argc != 3) {
-		fprintf(stderr, "usage: epoll_echo ADDR PORT\n");
+	if (!(argc == 3 || (argc == 5 && !strcmp(argv[3], "--ballast")))) {
+		fprintf(stderr, "usage: epoll_echo ADDR PORT [--ballast MIB]\n");
 		return 2;
 	}
+	if (argc == 5 && ballast(argv[4]) < 0)
+		return 2;
 	listen_fd = open_listener(argv[1], argv[2]);
 	if (listen_fd < 0)
 		return 1;
