@@ -135,7 +135,10 @@ t_wait_exit() {
 	local timer=$!
 	wait "$pid"
 	status=$?
-	kill -KILL -- -"$timer" 2>/dev/null
+	# The group exists only once setsid has run; a program that ended at
+	# once can beat it, and then the timer itself is killed by pid
+	# (before that, it would have run to its end and been waited for).
+	kill -KILL -- -"$timer" 2>/dev/null || kill -KILL "$timer" 2>/dev/null
 	wait "$timer" 2>/dev/null
 	unset "T_PIDS[$tag]"
 	return "$status"
