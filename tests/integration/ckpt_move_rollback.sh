@@ -24,15 +24,16 @@ out=$(t_exec n1 "$SOCKMIG" checkpoint "$dpid" -o "$T_DIR/d.img" 2>&1) && t_fail 
 [ "$out" = "sockmig: cannot checkpoint: pid $dpid is the sockmig daemon, which cannot be checkpointed" ] ||
 	t_fail "unexpected refusal of the daemon: $out"
 t_check t_exec n1 "$SOCKMIG" nodes
-t_spawn ep n1 "$ECHO" 198.18.0.100 7000
+t_spawn ep n1 "$ECHO" 198.18.0.100 7077
 t_wait_line ep '^listening'
 pid=${T_PIDS[ep]}
-t_spawn stream n3 "$PEER" tcp-stream --connect 198.18.0.100:7000 --conns 4 --window 256k
+t_spawn stream n3 "$PEER" tcp-stream --connect 198.18.0.100:7077 --conns 4 --window 256k
 t_wait_line stream '^ready'
 t_wait_progress stream 1000000 100
 
-# copies of epoll_echo anywhere (lab nodes share the pid namespace)
-copies() { pgrep -x epoll_echo | grep -vx "$pid" | tr '\n' ' '; }
+# copies of this epoll_echo anywhere (lab nodes share the machine's pid
+# namespace; the port is this test's own)
+copies() { pgrep -f "epoll_echo 198\.18\.0\.100 7077" | grep -vx "$pid" | tr '\n' ' '; }
 
 port=9100
 attempt() { # FAULT SIDE EXPECTED-SENTENCE
@@ -51,7 +52,7 @@ attempt() { # FAULT SIDE EXPECTED-SENTENCE
 	kill -0 "$pid" 2>/dev/null || t_fail "$fault: the original is gone"
 	grep -q '^State:.*[RS] ' "/proc/$pid/status" || t_fail "$fault: the original is $(grep State "/proc/$pid/status")"
 	[ -z "$(copies)" ] || t_fail "$fault: a copy of the process is left: $(copies)"
-	[ -z "$(t_exec n2 ss -Htan state established "( sport = :7000 )")" ] ||
+	[ -z "$(t_exec n2 ss -Htan state established "( sport = :7077 )")" ] ||
 		t_fail "$fault: n2 kept connections of the process"
 	t_exec n1 ip -br addr show dev eth0 | grep -q '198\.18\.0\.100/' || t_fail "$fault: n1 lost the address"
 	t_exec n2 ip -br addr show dev eth0 | grep -q '198\.18\.0\.100/' && t_fail "$fault: n2 kept the address"
