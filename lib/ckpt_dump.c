@@ -339,6 +339,26 @@ static int read_thread(pid_t pid, struct ckpt_thread *t, struct ckpt_info *info)
 	return 0;
 }
 
+static int sm_pread_full(int fd, uint8_t *p, size_t len, off_t off)
+{
+	while (len) {
+		ssize_t n = pread(fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0) { /* past the end of the file: the mapping reads zeros */
+			memset(p, 0, len);
+			return 0;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
 static int is_zero_page(const uint8_t *p)
 {
 	static const uint8_t zero[CKPT_PAGE];
@@ -398,6 +418,52 @@ static int write_runs(struct sm_image_writer *w, const struct ckpt_vma *v, uint6
  * (the file provides those again on restore). In shared memory the image
  * carries (CKPT_VMA_SHM) every present page is wanted: they are all shmem
  * page-cache pages, which pagemap marks PM_FILE. */
+/* Shared memory the image carries is read through its file, not through
+ * the page table: shmem keeps pages no page-table entry points at (written
+ * with pwrite, or before a fork, or zapped with MADV_DONTNEED), which
+ * pagemap cannot see. /proc/PID/map_files opens the very file; SEEK_DATA
+ * skips its holes. */
+static int dump_shm_pages(struct sm_image_writer *w, pid_t pid, const struct ckpt_vma *v, uint8_t *buf)
+{
+	char path[96];
+	_cleanup_close_ int fd = -1;
+	uint64_t lo = v->pgoff, hi = v->pgoff + (v->end - v->start);
+	off_t off = (off_t)lo;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%" PRIx64 "-%" PRIx64, (int)pid, v->start, v->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return sm_fail(-errno, "pid %d: cannot open the shared memory at %#" PRIx64 ": %s", (int)pid, v->start,
+			       strerror(errno));
+	while ((uint64_t)off < hi) {
+		off_t data = lseek(fd, off, SEEK_DATA), hole;
+		uint64_t end;
+
+		if (data < 0 || (uint64_t)data >= hi)
+			break; /* ENXIO: no data past off */
+		hole = lseek(fd, data, SEEK_HOLE);
+		end = hole < 0 || (uint64_t)hole > hi ? hi : (uint64_t)hole;
+		data &= ~(off_t)(CKPT_PAGE - 1);
+		end = (end + CKPT_PAGE - 1) & ~(CKPT_PAGE - 1);
+		if (end > hi)
+			end = hi;
+		for (uint64_t a = (uint64_t)data; a < end;) {
+			uint64_t len = end - a > CKPT_RUN_MAX_PAGES * CKPT_PAGE ? CKPT_RUN_MAX_PAGES * CKPT_PAGE : end - a;
+			int r;
+
+			if (sm_pread_full(fd, buf + CKPT_PAGES_HDR, len, (off_t)a) < 0)
+				return sm_fail(-EIO, "pid %d: cannot read the shared memory at %#" PRIx64, (int)pid,
+					       v->start + (a - lo));
+			r = write_runs(w, v, v->start + (a - lo), buf, len / CKPT_PAGE);
+			if (r < 0)
+				return r;
+			a += len;
+		}
+		off = (off_t)end;
+	}
+	return 0;
+}
+
 static int dump_vma_pages(struct sm_image_writer *w, int pagemap_fd, int mem_fd, pid_t pid,
 			  const struct ckpt_vma *v, uint8_t *buf, uint64_t *pm)
 {
@@ -542,7 +608,8 @@ int sockmig_ckpt_dump(struct sockmig_proc *p, int image_fd, const struct sockmig
 		if ((im.vmas[i].flags & CKPT_VMA_SPECIAL) ||
 		    ((im.vmas[i].flags & CKPT_VMA_SHARED) && !(im.vmas[i].flags & CKPT_VMA_SHM)))
 			continue;
-		r = dump_vma_pages(w, pagemap_fd, mem_fd, pid, &im.vmas[i], buf, pm);
+		r = (im.vmas[i].flags & CKPT_VMA_SHM) ? dump_shm_pages(w, pid, &im.vmas[i], buf)
+						       : dump_vma_pages(w, pagemap_fd, mem_fd, pid, &im.vmas[i], buf, pm);
 		if (r < 0)
 			goto out;
 	}
