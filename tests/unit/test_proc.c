@@ -26,6 +26,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,6 +59,7 @@ static pid_t spawn_pausing(void)
 	pid_t pid = fork();
 
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assert must not leak it */
 		for (;;)
 			pause();
 	}
@@ -353,7 +355,10 @@ static void test_free_resumes(void **state)
 	assert_int_equal(sockmig_proc_stop(p), 0);
 	assert_int_equal(proc_state(pid), 't');
 	sockmig_proc_free(p);
-	/* running again: back to pause() (S), or on its way there (R) */
+	/* running again: back to pause() (S), or on its way there (R); the
+	 * detach wakes it, which may take a moment to show (bounded) */
+	for (int k = 0; k < 1000000 && proc_state(pid) == 't'; k++)
+		sched_yield();
 	assert_true(proc_state(pid) == 'S' || proc_state(pid) == 'R');
 	reap(pid);
 }
