@@ -69,19 +69,6 @@ static void restore_usage(FILE *f)
 		prog_name);
 }
 
-static bool parse_pid(const char *s, pid_t *ret)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || !*s || *end || v <= 0 || v > INT_MAX)
-		return false;
-	*ret = (pid_t)v;
-	return true;
-}
-
 /* The directory of path, fsync'ed so that the rename that put the image in
  * place survives a crash of the machine as well. */
 static int fsync_parent_dir(const char *path)
@@ -199,7 +186,7 @@ int checkpoint_main(int argc, char *argv[])
 			return 1;
 		}
 	}
-	if (optind + 1 != argc || !parse_pid(argv[optind], &pid)) {
+	if (optind + 1 != argc || !cli_parse_pid(argv[optind], &pid)) {
 		cli_err("checkpoint: give one process id%s%s", optind < argc ? ", not " : "",
 			optind < argc ? argv[optind] : "");
 		return 1;

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 static inline void cli_freep(void *p) { free(*(void **)p); }
 #define _cleanup_free_ __attribute__((cleanup(cli_freep)))
@@ -34,6 +35,8 @@ bool cli_need_root(const char *what);
 /* net.c: "198.18.0.2:7000" or "[2001:2::2]:7000" */
 bool cli_parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 bool cli_parse_uint(const char *s, unsigned long max, unsigned long *ret);
+/* A process id: 1 .. INT_MAX, digits only. */
+bool cli_parse_pid(const char *s, pid_t *ret);
 /* A positive number of milliseconds for `CMD --OPT`; says what is wrong. */
 bool cli_parse_ms(const char *cmd, const char *opt, const char *arg, unsigned *ret);
 /* The channel to the other node's command: connected TCP (TCP_NODELAY), or

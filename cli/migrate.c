@@ -46,21 +46,8 @@ static void migrate_usage(FILE *f)
 		prog_name);
 }
 
-static bool parse_pid(const char *s, long *ret)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || !*s || *end || v <= 0 || v > INT_MAX)
-		return false;
-	*ret = v;
-	return true;
-}
-
 /* A job's name, to its pid here (the local daemon's ps). */
-static bool job_pid(const struct sockmig_config *cfg, const char *name, long *ret)
+static bool job_pid(const struct sockmig_config *cfg, const char *name, pid_t *ret)
 {
 	_cleanup_free_ char *answer = cli_ctl_ask(cfg->control, "ps\n", PS_TIMEOUT_S);
 	struct cli_kv_line l;
@@ -82,7 +69,7 @@ static bool job_pid(const struct sockmig_config *cfg, const char *name, long *re
 		n = cli_kv_get(&l, "name");
 		pid = cli_kv_get(&l, "pid");
 		if (n && !strcmp(n, name) && pid)
-			found = parse_pid(pid, ret);
+			found = cli_parse_pid(pid, ret);
 	}
 	if (!found)
 		cli_err("migrate: there is no job named '%s' on this node (%s); see '%s ps --all'", name, cfg->node,
@@ -107,7 +94,7 @@ int migrate_main(int argc, char *argv[])
 	struct cli_kv_line l;
 	enum cli_ctl_line t;
 	bool json = false;
-	long pid;
+	pid_t pid;
 	int c;
 
 	optind = 1;
@@ -164,7 +151,7 @@ int migrate_main(int argc, char *argv[])
 	cfg = cli_ctl_config(config);
 	if (!cfg)
 		return 1;
-	if (!parse_pid(what, &pid)) {
+	if (!cli_parse_pid(what, &pid)) {
 		if (!sockmig_name_valid(what)) {
 			cli_err("migrate: '%s' is neither a process id nor a job name", what);
 			return 1;
@@ -172,7 +159,7 @@ int migrate_main(int argc, char *argv[])
 		if (!job_pid(cfg, what, &pid))
 			return 1;
 	}
-	snprintf(request, sizeof(request), "migrate %ld %s %s\n", pid, to, mode);
+	snprintf(request, sizeof(request), "migrate %d %s %s\n", (int)pid, to, mode);
 	answer = cli_ctl_ask(cfg->control, request, MIGRATE_TIMEOUT_S);
 	if (!answer)
 		return 1;
@@ -186,7 +173,7 @@ int migrate_main(int argc, char *argv[])
 		frozen = cli_kv_get(&l, "frozen_us");
 		new_pid = cli_kv_get(&l, "new_pid");
 		if (json) {
-			printf("{\"pid\":%ld,\"job\":", pid);
+			printf("{\"pid\":%d,\"job\":", (int)pid);
 			if (job && strcmp(job, "-"))
 				cli_json_str(job);
 			else
@@ -209,7 +196,7 @@ int migrate_main(int argc, char *argv[])
 			       strtol(cli_kv_get(&l, "captured_src") ?: "0", NULL, 10),
 			       strtol(cli_kv_get(&l, "captured_dst") ?: "0", NULL, 10));
 		} else {
-			printf("moved pid %ld", pid);
+			printf("moved pid %d", (int)pid);
 			if (job && strcmp(job, "-"))
 				printf(" (job %s)", job);
 			printf(" from %s to %s", cli_kv_get(&l, "from") ?: "?", cli_kv_get(&l, "to") ?: "?");

@@ -3,6 +3,7 @@
  * shared by `sockmig sockets` and `sockmig checkpoint/restore`. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
@@ -65,6 +66,16 @@ bool cli_parse_uint(const char *s, unsigned long max, unsigned long *ret)
 	if (errno || !*s || *end || v > max || s[0] == '-')
 		return false;
 	*ret = v;
+	return true;
+}
+
+bool cli_parse_pid(const char *s, pid_t *ret)
+{
+	unsigned long v;
+
+	if (!cli_parse_uint(s, INT_MAX, &v) || v == 0)
+		return false;
+	*ret = (pid_t)v;
 	return true;
 }
 
