@@ -444,6 +444,7 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 		sm_fail(r, "cannot read the sockets from the source: %s", sockmig_error());
 		goto out_abort;
 	}
+	sm_fault_stall("dst-stall-sockets"); /* the process image still to come */
 	r = receive_process(&d, chan);
 	if (r < 0)
 		goto out_abort;
@@ -460,6 +461,7 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 		goto out_discard;
 	}
 	sm_debug("move dst: announced");
+	sm_fault_stall("dst-stall-announced");
 	r = sm_move_recv(chan, d.timeout_ms, &m2);
 	sm_debug("move dst: captures received");
 	if (r < 0) {

@@ -144,3 +144,16 @@ bool sm_fault(const char *point)
 
 	return f && !strcmp(f, point);
 }
+
+void sm_fault_stall(const char *point)
+{
+	struct timespec ts = { .tv_sec = 1 };
+
+	if (!sm_fault(point))
+		return;
+	/* Test only: the harness waits for this line in the program's
+	 * stderr (a daemon's log), then kills it or cuts its link. */
+	dprintf(2, "sockmig: fault %s: stalling\n", point);
+	for (int i = 0; i < 120; i++)
+		nanosleep(&ts, NULL);
+}
