@@ -30,9 +30,11 @@ enum sm_move_status {
 	SM_MOVE_BACK = 5,      /* S, after D's ABORT: the addresses are back on
 				* S; D answers with an ABORT that carries the
 				* packets it caught meanwhile */
+	SM_MOVE_COMMIT = 6,    /* S, after RUNNING: the original is ended; D
+				* lets the process run */
 };
 
-#define SM_MOVE_VERSION 1
+#define SM_MOVE_VERSION 2
 #define SM_MOVE_MAX_ADDRS 256
 #define SM_MOVE_MAX_SOCKETS 65536
 #define SM_MOVE_REASON_MAX 512

@@ -27,6 +27,9 @@ struct dst {
 	struct sockmig_flowlock *lock;
 	uint32_t n_took;
 	bool frozen;
+	struct sockmig_flow *routed; /* o->hooks: flows whose address does not move */
+	size_t n_routed;
+	bool routes_taken;
 	/* What D caught and replayed into sockets it may still have to throw
 	 * away: kept until the move commits, to hand back to S on an abort. */
 	struct sockmig_flow_capture *caught[4];
@@ -101,6 +104,56 @@ static int block(struct dst *d, bool on)
 	return r;
 }
 
+static bool addr_moves(const struct sm_move_header *h, const struct sockmig_endpoint *e)
+{
+	static const uint8_t zero[16];
+	size_t alen = e->family == AF_INET ? 4 : 16;
+
+	if (!(h->flags & SM_MOVE_F_ADDRESSES) || !memcmp(e->addr, zero, alen))
+		return false;
+	for (uint32_t k = 0; k < h->n_addrs; k++)
+		if (h->addrs[k].family == e->family && !memcmp(h->addrs[k].addr, e->addr, alen))
+			return true;
+	return false;
+}
+
+/* A routed socket is bound to an address that is not local here (or to
+ * the wildcard, reached through the accept route): it keeps
+ * IP_TRANSPARENT, to send from that address and to answer new
+ * connections to it. */
+static void keep_transparent(struct sm_move_sock *s)
+{
+	struct sockmig_sock_opts *o = s->listener ? &s->lst.sockopts
+				    : s->proto == IPPROTO_TCP ? &s->tcp.sockopts : &s->udp.sockopts;
+
+	o->present |= SOCKMIG_OPT_TRANSPARENT;
+	o->transparent = 1;
+}
+
+static int take_routes(struct dst *d)
+{
+	char err[400] = "";
+	int r;
+
+	d->routed = calloc(d->m.n_socks ? d->m.n_socks : 1, sizeof(*d->routed));
+	if (!d->routed)
+		return -ENOMEM;
+	for (size_t i = 0; i < d->m.n_socks; i++) {
+		if (addr_moves(&d->m.hdr, &d->flows[i].local))
+			continue;
+		d->routed[d->n_routed++] = d->flows[i];
+		keep_transparent(&d->m.socks[i]);
+	}
+	if (!d->n_routed || !d->o->hooks->route_take)
+		return 0;
+	d->routes_taken = true; /* even half-taken: route_drop undoes all */
+	r = d->o->hooks->route_take(d->o->hooks->ctx, d->routed, d->n_routed, err, sizeof(err));
+	if (r < 0)
+		return sm_fail(r, "cannot take the flows' routes here: %s", err[0] ? err : strerror(-r));
+	sm_debug("move dst: %zu flows routed here", d->n_routed);
+	return 0;
+}
+
 static int prepare(struct dst *d)
 {
 	const struct sm_move_header *h = &d->m.hdr;
@@ -115,7 +168,7 @@ static int prepare(struct dst *d)
 		return -ENOMEM;
 	for (size_t i = 0; i < d->m.n_socks; i++) {
 		d->flows[i] = d->m.socks[i].flow;
-		if (!(h->flags & SM_MOVE_F_ADDRESSES)) {
+		if (!(h->flags & SM_MOVE_F_ADDRESSES) && !d->o->hooks) {
 			r = check_local(&d->flows[i].local, d->m.socks[i].id);
 			if (r < 0)
 				return r;
@@ -130,6 +183,11 @@ static int prepare(struct dst *d)
 		return r;
 	d->frozen = true;
 	sm_debug("move dst: flows blocked");
+	if (d->o->hooks) {
+		r = take_routes(d);
+		if (r < 0)
+			return r;
+	}
 	if (h->flags & SM_MOVE_F_ADDRESSES) {
 		for (uint32_t i = 0; i < h->n_addrs; i++) {
 			const struct sm_move_addr *a = &h->addrs[i];
@@ -331,6 +389,9 @@ static void discard(struct dst *d)
 		sockmig_addr_release(d->o->ifname, a->family, a->addr, a->prefixlen);
 	}
 	d->n_took = 0;
+	if (d->routes_taken && d->o->hooks->route_drop)
+		d->o->hooks->route_drop(d->o->hooks->ctx, d->routed, d->n_routed);
+	d->routes_taken = false;
 	/* After the sockets went back into repair mode: a process that dies
 	 * now closes them silently. One made but never let run is killed. */
 	if (d->proc_running && d->proc_pid > 0)
@@ -353,6 +414,7 @@ static void dst_free(struct dst *d)
 			close(d->m.socks[i].fd);
 	sm_move_msg_clear(&d->m);
 	free(d->flows);
+	free(d->routed);
 }
 
 /* The sockets are live: let a sibling process (CLONE_PARENT: our parent
@@ -375,6 +437,7 @@ static void dst_free_in_background(struct dst *d)
 	sm_debug("move dst: teardown handed to another process");
 	sm_move_msg_clear(&d->m);
 	free(d->flows);
+	free(d->routed);
 }
 
 static int hand_over(struct dst *d, struct sockmig_restored **ret)
@@ -406,7 +469,8 @@ static void abort_to_source(struct dst *d, int chan)
 	struct sm_image_writer *w;
 	struct sm_move_msg back = { 0 };
 
-	if (sm_move_send_status(chan, SM_MOVE_ABORT, sockmig_error()) < 0 || !d->n_took || !d->cap)
+	if (sm_move_send_status(chan, SM_MOVE_ABORT, sockmig_error()) < 0 || (!d->n_took && !d->routes_taken) ||
+	    !d->cap)
 		return;
 	if (sm_move_recv(chan, d->timeout_ms, &back) < 0 || !back.has_status || back.status != SM_MOVE_BACK) {
 		sm_move_msg_clear(&back);
@@ -484,9 +548,20 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 		sm_fail(r, "cannot tell the source that the sockets run here: %s", sockmig_error());
 		goto out_discard;
 	}
-	/* S ends the original once it reads RUNNING: from here on the
-	 * process must run here. (Letting it run first would let it talk
-	 * to its peers while S might still roll back.) */
+	/* S ends the original once it reads RUNNING, then says COMMIT: only
+	 * then may the process run here (or the sockets go to a program).
+	 * Without COMMIT, S may have rolled back: discard, so that two
+	 * copies never run. */
+	sm_move_msg_clear(&m2);
+	r = sm_move_recv(chan, d.timeout_ms, &m2);
+	if (r >= 0 && (!m2.has_status || m2.status != SM_MOVE_COMMIT))
+		r = m2.has_status && m2.status == SM_MOVE_ABORT ? sm_fail(-ECANCELED, "the source gave up: %s", m2.reason)
+								: sm_fail(-EPROTO, "the source sent no COMMIT");
+	else if (r < 0)
+		sm_fail(r, "the source did not confirm the move (no COMMIT): %s", sockmig_error());
+	if (r < 0)
+		goto out_discard;
+	sm_debug("move dst: COMMIT received");
 	if (d.proc) {
 		r = sockmig_restore_release(d.proc);
 		if (r < 0) {

@@ -28,6 +28,8 @@ const char *sm_move_status_name(uint32_t code)
 		return "ABORT";
 	case SM_MOVE_BACK:
 		return "BACK";
+	case SM_MOVE_COMMIT:
+		return "COMMIT";
 	}
 	return "unknown";
 }
@@ -148,7 +150,7 @@ static int decode_status(const uint8_t *p, size_t len, uint64_t off, struct sm_m
 	reason = sm_cur_blob(&c, &rlen);
 	if (c.err)
 		return sm_cur_check(&c, "move status", 0);
-	if (m->status < SM_MOVE_ANNOUNCED || m->status > SM_MOVE_BACK)
+	if (m->status < SM_MOVE_ANNOUNCED || m->status > SM_MOVE_COMMIT)
 		return sm_cur_fail(&c, "move status", "unknown status %u", m->status);
 	if (rlen >= SM_MOVE_REASON_MAX)
 		return sm_cur_fail(&c, "move status", "reason of %zu bytes, at most %d", rlen, SM_MOVE_REASON_MAX - 1);

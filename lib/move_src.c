@@ -43,6 +43,9 @@ struct src {
 	bool released;
 	uint64_t t_frozen;
 	struct sockmig_move_stats st;
+	struct sockmig_flow *routed; /* flows whose address stays (o->hooks) */
+	size_t n_routed;
+	bool switched; /* route_switch was called */
 	int *skip; /* with_process: the sockets' fds, which the checkpoint skips */
 	struct sockmig_ckpt_opts ckpt;
 };
@@ -124,7 +127,22 @@ static bool addr_is_any(const struct sockmig_endpoint *e)
 	return !memcmp(e->addr, zero, e->family == AF_INET ? 4 : 16);
 }
 
-/* The local addresses of the sockets, with their prefix on o->ifname. */
+static bool addr_stays(const struct src *s, const struct sockmig_endpoint *e)
+{
+	size_t alen = e->family == AF_INET ? 4 : 16;
+
+	if (!s->o->hooks)
+		return false;
+	if (addr_is_any(e))
+		return true;
+	for (size_t k = 0; k < s->o->n_stay_addrs; k++)
+		if (s->o->stay_addrs[k].family == e->family && !memcmp(s->o->stay_addrs[k].addr, e->addr, alen))
+			return true;
+	return false;
+}
+
+/* The local addresses of the sockets, with their prefix on o->ifname;
+ * those that stay (routed flows) are left out. */
 static int find_addresses(struct src *s)
 {
 	_cleanup_free_ struct sm_rtnl_addr *addrs = NULL;
@@ -148,7 +166,7 @@ static int find_addresses(struct src *s)
 		bool known = false, found = false;
 		char text[INET6_ADDRSTRLEN];
 
-		if (addr_is_any(e))
+		if (addr_is_any(e) || addr_stays(s, e))
 			continue;
 		for (uint32_t k = 0; k < s->hdr.n_addrs; k++)
 			known |= s->hdr.addrs[k].family == e->family && !memcmp(s->hdr.addrs[k].addr, e->addr, alen);
@@ -520,6 +538,38 @@ static int write_sockets(struct src *s, struct sm_image_writer *w)
 	return r;
 }
 
+/* The flows whose local address does not travel in the header: the
+ * hooks route them. */
+static int find_routed(struct src *s)
+{
+	s->n_routed = 0;
+	if (!s->o->hooks)
+		return 0;
+	free(s->routed);
+	s->routed = calloc(s->n ? s->n : 1, sizeof(*s->routed));
+	if (!s->routed)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n; i++) {
+		const struct sockmig_endpoint *e = &s->flows[i].local;
+		size_t alen = e->family == AF_INET ? 4 : 16;
+		bool moves = false;
+
+		for (uint32_t k = 0; k < s->hdr.n_addrs && !moves; k++)
+			moves = s->hdr.addrs[k].family == e->family && !memcmp(s->hdr.addrs[k].addr, e->addr, alen) &&
+				!addr_is_any(e);
+		if (!moves)
+			s->routed[s->n_routed++] = s->flows[i];
+	}
+	return 0;
+}
+
+static void route_back(struct src *s)
+{
+	if (s->switched && s->o->hooks->route_back)
+		s->o->hooks->route_back(s->o->hooks->ctx, s->routed, s->n_routed);
+	s->switched = false;
+}
+
 /* Put everything back as it was. Best effort: each step runs even if an
  * earlier one failed, and the first failure is what is reported. */
 static int rollback(struct src *s)
@@ -529,6 +579,7 @@ static int rollback(struct src *s)
 	int r = 0, k;
 
 	snprintf(saved, sizeof(saved), "%s", sockmig_error());
+	route_back(s);
 	if (s->released) {
 		for (uint32_t i = 0; i < s->hdr.n_addrs; i++) {
 			const struct sm_move_addr *a = &s->hdr.addrs[i];
@@ -618,11 +669,8 @@ static void commit(struct src *s)
 	}
 	sockmig_flowlock_free(s->lock);
 	s->lock = NULL;
-	/* The process runs on D: the original, still stopped, never runs
-	 * again. */
-	if (s->o->with_process)
-		kill(sockmig_proc_pid(s->proc), SIGKILL);
-	else
+	/* With the process: killed before COMMIT went out. */
+	if (!s->o->with_process)
 		sockmig_proc_resume(s->proc);
 }
 
@@ -637,6 +685,7 @@ static void src_free(struct src *s)
 	}
 	free(s->socks);
 	free(s->flows);
+	free(s->routed);
 	free(s->skip);
 	sockmig_flowlock_free(s->lock);
 	sockmig_flow_captures_free(s->sent_caps, s->n_sent_caps);
@@ -667,13 +716,14 @@ static void take_back(struct src *s, int chan)
 	char saved[512];
 	struct sm_move_msg m;
 
-	if (!s->o->ifname || !(s->hdr.flags & SM_MOVE_F_ADDRESSES))
+	if (!s->switched && (!s->o->ifname || !(s->hdr.flags & SM_MOVE_F_ADDRESSES)))
 		return;
 	snprintf(saved, sizeof(saved), "%s", sockmig_error());
 	/* Older than anything D caught: keep it apart, for the replay order. */
 	if (sockmig_capture_collect(s->cap, s->flows, s->n, &s->pre_back) < 0)
 		s->pre_back = NULL;
-	for (uint32_t i = 0; i < s->hdr.n_addrs; i++) {
+	route_back(s);
+	for (uint32_t i = 0; s->o->ifname && i < s->hdr.n_addrs; i++) {
 		const struct sm_move_addr *a = &s->hdr.addrs[i];
 
 		if (s->released)
@@ -768,6 +818,19 @@ int sockmig_sockets_send(pid_t pid, const struct sockmig_move_opts *o, int chan,
 		}
 	}
 	sm_debug("move src: addresses released");
+	r = find_routed(&s);
+	if (r >= 0 && s.n_routed) {
+		s.switched = true; /* even half-switched: route_back undoes all */
+		char err[400] = "";
+
+		r = o->hooks->route_switch ? o->hooks->route_switch(o->hooks->ctx, s.routed, s.n_routed, err, sizeof(err))
+					   : 0;
+		if (r < 0)
+			sm_fail(r, "cannot route the flows to the destination: %s", err[0] ? err : strerror(-r));
+		sm_debug("move src: %zu flows routed", s.n_routed);
+	}
+	if (r < 0)
+		goto out_abort;
 	drain_late_packets(&s);
 	r = sockmig_capture_collect(s.cap, s.flows, s.n, &s.sent_caps);
 	sm_debug("move src: late packets collected");
@@ -795,6 +858,14 @@ int sockmig_sockets_send(pid_t pid, const struct sockmig_move_opts *o, int chan,
 		goto out_rollback;
 	sm_debug("move src: destination running");
 	s.st.frozen_ns = sm_now_ns() - s.t_frozen;
+	/* The third message: D lets the process run (or hands the sockets
+	 * over) only on COMMIT, which goes out once the original can never
+	 * run again. If it is lost, D discards its copy: a process may be
+	 * lost then, but two copies never run. */
+	if (o->with_process)
+		kill(sockmig_proc_pid(s.proc), SIGKILL);
+	if (sm_move_send_status(chan, SM_MOVE_COMMIT, NULL) < 0)
+		sm_debug("move src: COMMIT could not be sent: %s", sockmig_error());
 	commit(&s);
 	if (ret_stats)
 		*ret_stats = s.st;

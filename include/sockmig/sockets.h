@@ -60,6 +60,9 @@
 extern "C" {
 #endif
 
+struct sockmig_image_addr;
+struct sockmig_move_hooks;
+
 struct sockmig_move_opts {
 	/* The process's fds to move; NULL: every TCP and UDP socket it has. */
 	const int *fds;
@@ -88,6 +91,41 @@ struct sockmig_move_opts {
 	/* D: how to restore it (NULL: defaults), and what was made */
 	const struct sockmig_restore_opts *restore;
 	struct sockmig_restored_proc *ret_proc;
+	/* Routed flows (include/sockmig/route.h): with hooks, a socket whose
+	 * local address is one of stay_addrs (S: the node's own addresses,
+	 * which cannot leave it) or the wildcard does not move its address;
+	 * the hooks make the wire deliver its flow to D instead (forward or
+	 * peer rewrite). Without hooks every local address must move (ifname)
+	 * or already be local on D. */
+	const struct sockmig_image_addr *stay_addrs;
+	size_t n_stay_addrs;
+	const struct sockmig_move_hooks *hooks;
+};
+
+/*
+ * Where the cluster layer joins a move. Each hook gets the routed flows (in
+ * the sockets' terms, as S had them). Returning < 0 (with a sentence in
+ * err) fails the move, which rolls back.
+ *
+ *   D  route_take   before ANNOUNCED: the flows are blocked (and captured)
+ *                   here; let their packets in though their local address
+ *                   is not this node's (accept routes). Restored sockets of
+ *                   routed flows keep IP_TRANSPARENT.
+ *   S  route_switch after ANNOUNCED, where addresses are released: point
+ *                   the wire at D (the home node's forward rule, the peer
+ *                   nodes' rewrites, D's own rewrite).
+ *   S  route_back   rollback after route_switch was called (even if it
+ *                   failed half-way): point the wire at S again.
+ *   D  route_drop   D gives up after route_take: undo it.
+ */
+struct sockmig_flow;
+struct sockmig_move_hooks {
+	void *ctx;
+	/* on failure: < 0, and one sentence in err */
+	int (*route_take)(void *ctx, const struct sockmig_flow *flows, size_t n, char *err, size_t err_size);
+	void (*route_drop)(void *ctx, const struct sockmig_flow *flows, size_t n);
+	int (*route_switch)(void *ctx, const struct sockmig_flow *flows, size_t n, char *err, size_t err_size);
+	void (*route_back)(void *ctx, const struct sockmig_flow *flows, size_t n);
 };
 
 struct sockmig_move_stats {
