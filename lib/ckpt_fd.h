@@ -26,6 +26,8 @@
  * (>= floor) must still be open when ckpt_fd_plan_apply_child() runs; fds the
  * caller needs in the child must sit at numbers >= floor (they are never
  * touched: the plan only dup3()s onto targets and onto numbers it found free).
+ *
+ * The code is in ckpt_fd*.c; ckpt_fd_internal.h says which file holds what.
  */
 #ifndef SOCKMIG_LIB_CKPT_FD_H
 #define SOCKMIG_LIB_CKPT_FD_H

@@ -25,6 +25,9 @@
  *    discards pending signals of that number) and before anything unblocks a
  *    signal. The blocked mask must stay full until the blob has mapped the
  *    handlers' code; the final mask goes in with PTRACE_SETSIGMASK.
+ *
+ * The code is in ckpt_task*.c; ckpt_task_internal.h says which file holds
+ * what.
  */
 #ifndef SOCKMIG_LIB_CKPT_TASK_H
 #define SOCKMIG_LIB_CKPT_TASK_H
