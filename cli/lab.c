@@ -37,9 +37,10 @@ static void lab_usage(FILE *f)
 		"with eth0 at 198.18.0.i/24 and 2001:2::i/64 on one bridge. LAB names are\n"
 		"1 to %d of [A-Za-z0-9_-], default '%s'. Needs root.\n"
 		"\n"
-		"up also makes the lab a cluster (named LAB, with a fresh secret) and starts a\n"
-		"sockmigd in every node; its config is " SOCKMIG_LAB_DIR "/LAB/nI.conf, its log\n"
-		"nI.log there. exec sets SOCKMIG_CONFIG to the node's config, so that\n"
+		"up also makes the lab a cluster (named LAB, with a fresh secret and a signing\n"
+		"key per node) and starts a sockmigd in every node; its config is\n"
+		SOCKMIG_LAB_DIR "/LAB/nI.conf, its key nI.key and its log nI.log there.\n"
+		"exec sets SOCKMIG_CONFIG to the node's config, so that\n"
 		"'lab exec n1 -- sockmig nodes' talks to n1's daemon.\n",
 		prog_name, prog_name, prog_name, prog_name, SOCKMIG_LAB_NODES_MAX, SOCKMIG_LAB_DEFAULT_NODES,
 		SOCKMIG_LAB_NAME_MAX, SOCKMIG_LAB_DEFAULT_NAME);
@@ -163,10 +164,11 @@ static void lab_file(const char *lab, const char *file, char *buf, size_t size)
 	snprintf(buf, size, "%s/%s/%s", SOCKMIG_LAB_DIR, lab, file);
 }
 
-/* Node i's config: every node a member at its IPv4 address, the daemons'
- * control sockets side by side in the lab's directory (nodes share the
- * filesystem), the secret in one file of the lab's. */
-static int write_node_config(const char *lab, unsigned nodes, unsigned i)
+/* Node i's config: every node a member at its IPv4 address with its public
+ * key, the daemons' control sockets side by side in the lab's directory
+ * (nodes share the filesystem), the secret in one file of the lab's, node
+ * i's signing key in nI.key. */
+static int write_node_config(const char *lab, unsigned nodes, unsigned i, const uint8_t (*keys)[SOCKMIG_KEY_SIZE])
 {
 	struct sockmig_config *cfg = calloc(1, sizeof(*cfg) + nodes * sizeof(cfg->members[0]));
 	char path[PATH_MAX], name[32];
@@ -177,6 +179,7 @@ static int write_node_config(const char *lab, unsigned nodes, unsigned i)
 	snprintf(cfg->cluster, sizeof(cfg->cluster), "%s", lab);
 	snprintf(cfg->node, sizeof(cfg->node), "n%u", i);
 	snprintf(cfg->secret_file, sizeof(cfg->secret_file), "secret");
+	snprintf(cfg->key_file, sizeof(cfg->key_file), "n%u.key", i);
 	snprintf(name, sizeof(name), "n%u.sock", i);
 	lab_file(lab, name, cfg->control, sizeof(cfg->control));
 	cfg->timeout_ms = SOCKMIG_CONFIG_DEFAULT_TIMEOUT_MS;
@@ -189,6 +192,8 @@ static int write_node_config(const char *lab, unsigned nodes, unsigned i)
 		m->port = SOCKMIG_CONFIG_DEFAULT_PORT;
 		sockmig_lab_node_address(k + 1, AF_INET, m->addr_text, sizeof(m->addr_text));
 		inet_pton(AF_INET, m->addr_text, m->addr);
+		m->has_key = true;
+		memcpy(m->key, keys[k], SOCKMIG_KEY_SIZE);
 	}
 	snprintf(name, sizeof(name), "n%u.conf", i);
 	lab_file(lab, name, path, sizeof(path));
@@ -341,27 +346,50 @@ static bool wait_ready(const char *lab, unsigned i, struct lab_daemon *ld, time_
 	return false;
 }
 
-static int lab_cluster_start(const char *lab, unsigned nodes)
+/* The cluster's secret, and one signing key per node (nI.key, mode 0600):
+ * the public halves go into every node's config. */
+static int make_keys(const char *lab, unsigned nodes, uint8_t (*keys)[SOCKMIG_KEY_SIZE])
 {
-	struct lab_daemon *ld = calloc(nodes, sizeof(*ld));
-	char path[PATH_MAX], exe[PATH_MAX];
-	time_t deadline;
-	bool ok = true;
+	char path[PATH_MAX], name[32];
 	int r;
 
-	if (!ld) {
-		cli_err("out of memory");
-		return -ENOMEM;
-	}
 	lab_file(lab, "secret", path, sizeof(path));
 	r = sockmig_config_secret_create(path, NULL);
 	if (r < 0) {
 		cli_lib_err(r, "cannot make the secret of lab '%s'", lab);
-		free(ld);
 		return r;
 	}
+	for (unsigned i = 1; i <= nodes; i++) {
+		snprintf(name, sizeof(name), "n%u.key", i);
+		lab_file(lab, name, path, sizeof(path));
+		r = sockmig_config_key_create(path, keys[i - 1]);
+		if (r < 0) {
+			cli_lib_err(r, "cannot make the key of node n%u of lab '%s'", i, lab);
+			return r;
+		}
+	}
+	return 0;
+}
+
+static int lab_cluster_start(const char *lab, unsigned nodes)
+{
+	struct lab_daemon *ld = calloc(nodes, sizeof(*ld));
+	uint8_t (*keys)[SOCKMIG_KEY_SIZE] = calloc(nodes, SOCKMIG_KEY_SIZE);
+	char exe[PATH_MAX];
+	time_t deadline;
+	bool ok = true;
+	int r;
+
+	if (!ld || !keys) {
+		cli_err("out of memory");
+		free(ld);
+		free(keys);
+		return -ENOMEM;
+	}
+	r = make_keys(lab, nodes, keys);
 	for (unsigned i = 1; r == 0 && i <= nodes; i++)
-		r = write_node_config(lab, nodes, i);
+		r = write_node_config(lab, nodes, i, (const uint8_t(*)[SOCKMIG_KEY_SIZE])keys);
+	free(keys);
 	if (r < 0) {
 		free(ld);
 		return r;

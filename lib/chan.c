@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The node-to-node channel: include/sockmig/chan.h is the manual,
- * docs/wire-protocol.md the bytes. Everything read from the peer is
+ * The node-to-node channel's records and pump: include/sockmig/chan.h is
+ * the manual, docs/wire-protocol.md the bytes; the handshake that keys a
+ * channel is lib/chan_handshake.c. Everything read from the peer is
  * untrusted: lengths are checked before anything is allocated or read, and
  * no byte of a record is handed out before its authentication tag checked.
  */
@@ -15,96 +16,33 @@
 
 #include <sodium.h>
 
-#include "sockmig/chan.h"
-#include "sockmig/config.h"
+#include "chan_impl.h"
 #include "util.h"
 
 /* ---- wire constants (docs/wire-protocol.md) ---- */
 
-#define HS_MAGIC "SMCH"
-#define HS_FRAME_MAX 1024
-#define HS_HELLO_FIXED 44
-#define HS_REASON_MAX 300
-
-enum {
-	HS_HELLO = 1,
-	HS_AUTH = 2,
-	HS_STREAM = 3,
-	HS_REFUSE = 4,
-};
-
-enum { ROLE_INITIATOR = 1, ROLE_RESPONDER = 2 };
-
-/* Subkey ids of crypto_kdf under the session's root key. */
-enum { KDF_MAC_RESPONDER = 1, KDF_MAC_INITIATOR = 2, KDF_STREAM_I2R = 3, KDF_STREAM_R2I = 4 };
-#define KDF_CONTEXT "smchan1_"
-#define ROOT_LABEL "sockmig channel v1 root key"
-
 #define ABYTES crypto_secretstream_xchacha20poly1305_ABYTES
-#define HEADERBYTES crypto_secretstream_xchacha20poly1305_HEADERBYTES
-#define REC_HDR 4
 #define REC_MIN_CLEN (1 + ABYTES)
 #define REC_MAX_CLEN (1 + SOCKMIG_CHAN_RECORD_MAX + ABYTES)
+#define ERROR_REASON_MAX 300
 
-struct rx_state {
-	uint8_t hdr[REC_HDR];
-	size_t hdr_got;
-	uint32_t clen;
-	uint8_t *buf; /* ciphertext of the record being read */
-	size_t cap, got;
-	uint8_t *pt;  /* the last record, decrypted: type, payload */
-	size_t pt_cap, pt_len;
-	uint64_t n;   /* records received so far */
-	bool ended;
-};
-
-struct sockmig_chan {
-	int fd;
-	unsigned timeout_ms;
-	char peer[SOCKMIG_NAME_MAX + 1];
-	char peer_desc[SOCKMIG_NAME_MAX + 16]; /* "node 'NAME'", for sentences */
-	crypto_secretstream_xchacha20poly1305_state tx_st, rx_st;
-	struct rx_state rx;
-	/* sealed bytes waiting for the socket */
-	uint8_t *tx;
-	size_t tx_cap, tx_len, tx_off;
-	/* plaintext being sealed: type, payload */
-	uint8_t *txp;
-	size_t txp_cap;
-	uint64_t tx_n;
-	bool tx_ended;
-	/* the pump */
-	int cancel_fd;
-	int pump_local; /* our end of pump_start's socketpair */
-	pthread_t thread;
-	bool thread_running;
-	int pump_result;
-	char pump_error[512];
-};
+/* The types that end a direction, sealed with TAG_FINAL. */
+static bool is_final(uint8_t type)
+{
+	return type == SOCKMIG_CHAN_END || type == SOCKMIG_CHAN_ERROR;
+}
 
 static const char *peer_name(const struct sockmig_chan *c)
 {
 	return c->peer_desc[0] ? c->peer_desc : "the peer";
 }
 
-static void set_peer(struct sockmig_chan *c, const char *name)
-{
-	snprintf(c->peer, sizeof(c->peer), "%s", name);
-	snprintf(c->peer_desc, sizeof(c->peer_desc), "node '%s'", name);
-}
-
-static unsigned timeout_of(const struct sockmig_chan_opts *o)
-{
-	return o->timeout_ms ? o->timeout_ms : SOCKMIG_CHAN_DEFAULT_TIMEOUT_MS;
-}
-
-static uint64_t deadline_in(unsigned ms)
+uint64_t sm_chan_deadline_in(unsigned ms)
 {
 	return sm_now_ns() + (uint64_t)ms * 1000000ull;
 }
 
-/* Wait until fd has events or the deadline; 0, -ETIMEDOUT or -errno. */
-static int wait_fd(int fd, short events, uint64_t deadline)
+int sm_chan_wait_fd(int fd, short events, uint64_t deadline)
 {
 	struct pollfd p = { .fd = fd, .events = events };
 
@@ -122,7 +60,7 @@ static int wait_fd(int fd, short events, uint64_t deadline)
 	}
 }
 
-static int write_deadline(int fd, const void *buf, size_t len, uint64_t deadline)
+int sm_chan_write_deadline(int fd, const void *buf, size_t len, uint64_t deadline)
 {
 	const uint8_t *p = buf;
 
@@ -132,7 +70,7 @@ static int write_deadline(int fd, const void *buf, size_t len, uint64_t deadline
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK) {
-				int r = wait_fd(fd, POLLOUT, deadline);
+				int r = sm_chan_wait_fd(fd, POLLOUT, deadline);
 				if (r < 0)
 					return r;
 				continue;
@@ -143,49 +81,6 @@ static int write_deadline(int fd, const void *buf, size_t len, uint64_t deadline
 		len -= (size_t)n;
 	}
 	return 0;
-}
-
-/* Exactly len bytes; -EPIPE at EOF (*ret_got tells how many came first). */
-static int read_deadline(int fd, void *buf, size_t len, uint64_t deadline, size_t *ret_got)
-{
-	uint8_t *p = buf;
-	size_t got = 0;
-	int r = 0;
-
-	while (got < len) {
-		ssize_t n = recv(fd, p + got, len - got, 0);
-		if (n > 0) {
-			got += (size_t)n;
-			continue;
-		}
-		if (n == 0) {
-			r = -EPIPE;
-			break;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			r = -errno;
-			break;
-		}
-		r = wait_fd(fd, POLLIN, deadline);
-		if (r < 0)
-			break;
-	}
-	if (ret_got)
-		*ret_got = got;
-	return r;
-}
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static uint16_t get_le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
 }
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -199,235 +94,7 @@ static uint32_t get_le32(const uint8_t *p)
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* Untrusted text for a sentence: printable ASCII, the rest as '?'. */
-static void printable(char *dst, size_t size, const uint8_t *src, size_t len)
-{
-	size_t i;
-
-	if (size == 0)
-		return;
-	for (i = 0; i < len && i + 1 < size; i++)
-		dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? (char)src[i] : '?';
-	dst[i] = '\0';
-}
-
-/* ---- handshake frames ---- */
-
-struct hs_frame {
-	uint8_t type;
-	uint16_t len;
-	uint8_t raw[4 + HS_FRAME_MAX]; /* header and body, as on the wire */
-};
-
-static int hs_frame_build(struct hs_frame *f, uint8_t type, const void *body, size_t len)
-{
-	if (len > HS_FRAME_MAX)
-		return -EMSGSIZE;
-	f->type = type;
-	f->len = (uint16_t)len;
-	f->raw[0] = type;
-	f->raw[1] = 0;
-	put_le16(f->raw + 2, (uint16_t)len);
-	if (len)
-		memcpy(f->raw + 4, body, len);
-	return 0;
-}
-
-static int hs_send(int fd, const struct hs_frame *const *frames, size_t n, uint64_t deadline, const char *peer)
-{
-	uint8_t buf[4 * (4 + HS_FRAME_MAX)];
-	size_t len = 0;
-	int r;
-
-	for (size_t i = 0; i < n; i++) {
-		memcpy(buf + len, frames[i]->raw, 4u + frames[i]->len);
-		len += 4u + frames[i]->len;
-	}
-	r = write_deadline(fd, buf, len, deadline);
-	sodium_memzero(buf, len);
-	if (r == -ETIMEDOUT)
-		return sm_fail(r, "channel handshake: %s did not take our data in time", peer);
-	if (r < 0)
-		return sm_fail(r, "channel handshake: cannot send to %s: %s", peer, strerror(-r));
-	return 0;
-}
-
-static int hs_refuse(int fd, uint64_t deadline, const char *reason)
-{
-	struct hs_frame f;
-	const struct hs_frame *fs[1] = { &f };
-	size_t len = strlen(reason);
-	char saved[512];
-	int r;
-
-	if (len > HS_REASON_MAX)
-		len = HS_REASON_MAX;
-	hs_frame_build(&f, HS_REFUSE, reason, len);
-	/* Best effort and never the error that counts: keep the sentence. */
-	snprintf(saved, sizeof(saved), "%s", sockmig_error());
-	r = hs_send(fd, fs, 1, deadline, "the peer");
-	sm_fail(0, "%s", saved);
-	return r;
-}
-
-/* Read one frame; a REFUSE from the peer becomes the error, with its reason. */
-static int hs_recv(int fd, uint64_t deadline, const char *peer, const char *step, struct hs_frame *f)
-{
-	size_t got = 0;
-	int r = read_deadline(fd, f->raw, 4, deadline, &got);
-
-	if (r == 0) {
-		f->type = f->raw[0];
-		f->len = get_le16(f->raw + 2);
-		if (f->type < HS_HELLO || f->type > HS_REFUSE || f->raw[1] != 0)
-			return sm_fail(-EPROTO, "channel handshake: %s sent a frame of type %u flags %u while we waited for %s: "
-						"it does not speak the sockmig channel protocol",
-				       peer, f->raw[0], f->raw[1], step);
-		if (f->len > HS_FRAME_MAX)
-			return sm_fail(-EPROTO, "channel handshake: %s announced a frame of %u bytes, more than the limit %d",
-				       peer, f->len, HS_FRAME_MAX);
-		r = read_deadline(fd, f->raw + 4, f->len, deadline, &got);
-		got += 4;
-	}
-	if (r == -ETIMEDOUT)
-		return sm_fail(r, "channel handshake: %s sent nothing for %s in time", peer, step);
-	if (r == -EPIPE)
-		return sm_fail(r, "channel handshake: %s closed the connection %s %s", peer,
-			       got ? "in the middle of" : "instead of sending", step);
-	if (r < 0)
-		return sm_fail(r, "channel handshake: cannot read from %s: %s", peer, strerror(-r));
-	if (f->type == HS_REFUSE) {
-		char reason[HS_REASON_MAX + 1];
-		printable(reason, sizeof(reason), f->raw + 4, f->len);
-		return sm_fail(-ECONNREFUSED, "%s refused the channel: %s", peer, reason[0] ? reason : "(no reason)");
-	}
-	return 0;
-}
-
-struct hello {
-	uint16_t major, minor;
-	uint8_t role;
-	uint8_t pk[crypto_kx_PUBLICKEYBYTES];
-	char name[SOCKMIG_NAME_MAX + 1];
-	char cluster[SOCKMIG_NAME_MAX + 1];
-};
-
-static void hello_build(struct hs_frame *f, uint8_t role, const uint8_t *pk, const char *name, const char *cluster)
-{
-	uint8_t body[HS_HELLO_FIXED + 2 * SOCKMIG_NAME_MAX];
-	size_t n = strlen(name), k = strlen(cluster);
-
-	memcpy(body, HS_MAGIC, 4);
-	put_le16(body + 4, SOCKMIG_CHAN_VERSION_MAJOR);
-	put_le16(body + 6, SOCKMIG_CHAN_VERSION_MINOR);
-	body[8] = role;
-	body[9] = (uint8_t)n;
-	body[10] = (uint8_t)k;
-	body[11] = 0;
-	memcpy(body + 12, pk, crypto_kx_PUBLICKEYBYTES);
-	memcpy(body + HS_HELLO_FIXED, name, n);
-	memcpy(body + HS_HELLO_FIXED + n, cluster, k);
-	hs_frame_build(f, HS_HELLO, body, HS_HELLO_FIXED + n + k);
-}
-
-/* Decode a HELLO. The sentence for a refusal goes to reason too, so that
- * the responder can tell the peer. */
-static int hello_parse(const struct hs_frame *f, uint8_t want_role, const char *peer, struct hello *h, char *reason,
-		       size_t size)
-{
-	const uint8_t *b = f->raw + 4;
-	char shown[80];
-	size_t n, k;
-
-	reason[0] = '\0';
-	if (f->type != HS_HELLO)
-		return sm_fail(-EPROTO, "channel handshake: %s sent a frame of type %u instead of HELLO", peer, f->type);
-	if (f->len < HS_HELLO_FIXED || memcmp(b, HS_MAGIC, 4)) {
-		snprintf(reason, size, "not a sockmig channel HELLO");
-		return sm_fail(-EPROTO, "channel handshake: %s does not speak the sockmig channel protocol", peer);
-	}
-	h->major = get_le16(b + 4);
-	h->minor = get_le16(b + 6);
-	if (h->major != SOCKMIG_CHAN_VERSION_MAJOR) {
-		snprintf(reason, size, "this node speaks channel version %d.%d, not %u.%u", SOCKMIG_CHAN_VERSION_MAJOR,
-			 SOCKMIG_CHAN_VERSION_MINOR, h->major, h->minor);
-		return sm_fail(-EPROTONOSUPPORT, "channel handshake: %s speaks channel version %u.%u, this node %d.%d", peer,
-			       h->major, h->minor, SOCKMIG_CHAN_VERSION_MAJOR, SOCKMIG_CHAN_VERSION_MINOR);
-	}
-	h->role = b[8];
-	n = b[9];
-	k = b[10];
-	/* The minor version may append fields after the names: ignored here,
-	 * but covered by the transcript like everything else. */
-	if (h->role != want_role || n < 1 || n > SOCKMIG_NAME_MAX || k < 1 || k > SOCKMIG_NAME_MAX ||
-	    HS_HELLO_FIXED + n + k > f->len) {
-		snprintf(reason, size, "malformed HELLO");
-		return sm_fail(-EPROTO, "channel handshake: %s sent a malformed HELLO", peer);
-	}
-	memcpy(h->pk, b + 12, sizeof(h->pk));
-	memcpy(h->name, b + HS_HELLO_FIXED, n);
-	h->name[n] = '\0';
-	memcpy(h->cluster, b + HS_HELLO_FIXED + n, k);
-	h->cluster[k] = '\0';
-	if (!sockmig_name_valid(h->name) || !sockmig_name_valid(h->cluster)) {
-		printable(shown, sizeof(shown), b + HS_HELLO_FIXED, n);
-		snprintf(reason, size, "malformed node or cluster name");
-		return sm_fail(-EPROTO, "channel handshake: %s sent an invalid node or cluster name ('%s')", peer, shown);
-	}
-	return 0;
-}
-
-struct keys {
-	uint8_t mac_i[32], mac_r[32];
-	uint8_t stream_i2r[crypto_secretstream_xchacha20poly1305_KEYBYTES];
-	uint8_t stream_r2i[crypto_secretstream_xchacha20poly1305_KEYBYTES];
-	uint8_t th[32];
-};
-
-static void keys_wipe(struct keys *k)
-{
-	sodium_memzero(k, sizeof(*k));
-}
-
-/*
- * root = BLAKE2b-256(key = secret, "sockmig channel v1 root key" || th ||
- * kx_i2r || kx_r2i); every key is a crypto_kdf subkey of root. The kx keys
- * bind the ephemeral Diffie-Hellman result, th both HELLOs, the secret the
- * cluster: each MAC proves the secret and this very session.
- */
-static int keys_derive(struct keys *k, const uint8_t *secret, const struct hs_frame *hi, const struct hs_frame *hr,
-		       const uint8_t *kx_i2r, const uint8_t *kx_r2i)
-{
-	crypto_generichash_state st;
-	uint8_t root[crypto_kdf_KEYBYTES];
-
-	crypto_generichash_init(&st, NULL, 0, sizeof(k->th));
-	crypto_generichash_update(&st, hi->raw, 4u + hi->len);
-	crypto_generichash_update(&st, hr->raw, 4u + hr->len);
-	crypto_generichash_final(&st, k->th, sizeof(k->th));
-
-	crypto_generichash_init(&st, secret, SOCKMIG_SECRET_SIZE, sizeof(root));
-	crypto_generichash_update(&st, (const uint8_t *)ROOT_LABEL, strlen(ROOT_LABEL));
-	crypto_generichash_update(&st, k->th, sizeof(k->th));
-	crypto_generichash_update(&st, kx_i2r, crypto_kx_SESSIONKEYBYTES);
-	crypto_generichash_update(&st, kx_r2i, crypto_kx_SESSIONKEYBYTES);
-	crypto_generichash_final(&st, root, sizeof(root));
-
-	crypto_kdf_derive_from_key(k->mac_r, sizeof(k->mac_r), KDF_MAC_RESPONDER, KDF_CONTEXT, root);
-	crypto_kdf_derive_from_key(k->mac_i, sizeof(k->mac_i), KDF_MAC_INITIATOR, KDF_CONTEXT, root);
-	crypto_kdf_derive_from_key(k->stream_i2r, sizeof(k->stream_i2r), KDF_STREAM_I2R, KDF_CONTEXT, root);
-	crypto_kdf_derive_from_key(k->stream_r2i, sizeof(k->stream_r2i), KDF_STREAM_R2I, KDF_CONTEXT, root);
-	sodium_memzero(root, sizeof(root));
-	sodium_memzero(&st, sizeof(st));
-	return 0;
-}
-
-static void auth_mac(uint8_t out[32], const uint8_t key[32], const uint8_t th[32])
-{
-	crypto_generichash(out, 32, th, 32, key, 32);
-}
-
-static int chan_new(int fd, unsigned timeout_ms, struct sockmig_chan **ret)
+int sm_chan_new(int fd, unsigned timeout_ms, struct sockmig_chan **ret)
 {
 	struct sockmig_chan *c = calloc(1, sizeof(*c));
 	int fl;
@@ -449,260 +116,6 @@ static int chan_new(int fd, unsigned timeout_ms, struct sockmig_chan **ret)
 		close(c->cancel_fd);
 		free(c);
 		return sm_fail(r, "cannot make the channel's socket non-blocking: %s", strerror(-r));
-	}
-	*ret = c;
-	return 0;
-}
-
-/* Frees c without touching its fd: the caller keeps the fd on failure. */
-static void chan_discard(struct sockmig_chan *c, int fl_saved)
-{
-	if (!c)
-		return;
-	if (fl_saved >= 0)
-		fcntl(c->fd, F_SETFL, fl_saved);
-	c->fd = -1;
-	sockmig_chan_free(c);
-}
-
-static int check_opts(const struct sockmig_chan_opts *o)
-{
-	if (!o || !o->secret || !sockmig_name_valid(o->cluster) || !sockmig_name_valid(o->node))
-		return sm_fail(-EINVAL, "a channel needs a valid cluster name, node name and secret");
-	if (sodium_init() < 0)
-		return sm_fail(-EIO, "cannot initialise libsodium");
-	return 0;
-}
-
-static int run_check_peer(const struct sockmig_chan_opts *o, const char *peer, char *reason, size_t size)
-{
-	int r;
-
-	if (!o->check_peer)
-		return 0;
-	reason[0] = '\0';
-	r = o->check_peer(peer, reason, size, o->userdata);
-	if (r >= 0)
-		return 0;
-	if (!reason[0])
-		snprintf(reason, size, "node '%s' is not accepted here", peer);
-	return sm_fail(r, "%s", reason);
-}
-
-int sockmig_chan_connect(int fd, const struct sockmig_chan_opts *o, struct sockmig_chan **ret)
-{
-	uint8_t pk[crypto_kx_PUBLICKEYBYTES], sk[crypto_kx_SECRETKEYBYTES];
-	uint8_t kx_rx[crypto_kx_SESSIONKEYBYTES], kx_tx[crypto_kx_SESSIONKEYBYTES], mac[32];
-	struct hs_frame hi, hr, f, auth, stream;
-	const struct hs_frame *out[2];
-	struct sockmig_chan *c = NULL;
-	char reason[HS_REASON_MAX + 1], who[96];
-	struct hello h;
-	struct keys k = { 0 };
-	uint64_t deadline;
-	int r, fl;
-
-	r = check_opts(o);
-	if (r < 0)
-		return r;
-	fl = fcntl(fd, F_GETFL);
-	r = chan_new(fd, timeout_of(o), &c);
-	if (r < 0)
-		return r;
-	deadline = deadline_in(c->timeout_ms);
-	snprintf(who, sizeof(who), "%s", o->expect_peer ? o->expect_peer : "the peer");
-
-	crypto_kx_keypair(pk, sk);
-	hello_build(&hi, ROLE_INITIATOR, pk, o->node, o->cluster);
-	out[0] = &hi;
-	r = hs_send(fd, out, 1, deadline, who);
-	if (r < 0)
-		goto out;
-	r = hs_recv(fd, deadline, who, "its HELLO", &hr);
-	if (r < 0)
-		goto out;
-	r = hello_parse(&hr, ROLE_RESPONDER, who, &h, reason, sizeof(reason));
-	if (r < 0)
-		goto out;
-	if (strcmp(h.cluster, o->cluster)) {
-		r = sm_fail(-EPERM, "channel handshake: %s belongs to cluster '%s', not '%s'", who, h.cluster, o->cluster);
-		goto out_refuse_cluster;
-	}
-	if (o->expect_peer && strcmp(h.name, o->expect_peer)) {
-		r = sm_fail(-EPERM, "channel handshake: the node that answered for '%s' calls itself '%s'", o->expect_peer,
-			    h.name);
-		snprintf(reason, sizeof(reason), "we dialed node '%s', not '%s'", o->expect_peer, h.name);
-		goto out_refuse;
-	}
-	set_peer(c, h.name);
-	snprintf(who, sizeof(who), "node '%s'", h.name);
-	if (crypto_kx_client_session_keys(kx_rx, kx_tx, pk, sk, h.pk) < 0) {
-		r = sm_fail(-EPROTO, "channel handshake: %s sent an unusable public key", who);
-		snprintf(reason, sizeof(reason), "unusable public key");
-		goto out_refuse;
-	}
-	keys_derive(&k, o->secret, &hi, &hr, kx_tx, kx_rx);
-
-	r = hs_recv(fd, deadline, who, "its AUTH", &f);
-	if (r < 0)
-		goto out;
-	auth_mac(mac, k.mac_r, k.th);
-	if (f.type != HS_AUTH || f.len != 32 || sodium_memcmp(mac, f.raw + 4, 32) != 0) {
-		r = sm_fail(-EACCES, "channel handshake: %s failed authentication: it does not know the secret of "
-				     "cluster '%s' (or the handshake was changed in transit)",
-			    who, o->cluster);
-		snprintf(reason, sizeof(reason), "authentication failed: node '%s' does not share this cluster secret",
-			 o->node);
-		goto out_refuse;
-	}
-	r = run_check_peer(o, h.name, reason, sizeof(reason));
-	if (r < 0)
-		goto out_refuse;
-
-	auth_mac(mac, k.mac_i, k.th);
-	hs_frame_build(&auth, HS_AUTH, mac, 32);
-	{
-		uint8_t hdr[HEADERBYTES];
-		crypto_secretstream_xchacha20poly1305_init_push(&c->tx_st, hdr, k.stream_i2r);
-		hs_frame_build(&stream, HS_STREAM, hdr, sizeof(hdr));
-	}
-	out[0] = &auth;
-	out[1] = &stream;
-	r = hs_send(fd, out, 2, deadline, who);
-	if (r < 0)
-		goto out;
-	r = hs_recv(fd, deadline, who, "its STREAM", &f);
-	if (r < 0)
-		goto out;
-	if (f.type != HS_STREAM || f.len != HEADERBYTES) {
-		r = sm_fail(-EPROTO, "channel handshake: %s sent a frame of type %u instead of STREAM", who, f.type);
-		goto out;
-	}
-	if (crypto_secretstream_xchacha20poly1305_init_pull(&c->rx_st, f.raw + 4, k.stream_r2i) < 0) {
-		r = sm_fail(-EPROTO, "channel handshake: %s sent an invalid stream header", who);
-		goto out;
-	}
-	r = 0;
-	goto out;
-
-out_refuse_cluster:
-	snprintf(reason, sizeof(reason), "this node belongs to cluster '%s', not '%s'", o->cluster, h.cluster);
-out_refuse:
-	hs_refuse(fd, deadline, reason);
-out:
-	sodium_memzero(sk, sizeof(sk));
-	sodium_memzero(kx_rx, sizeof(kx_rx));
-	sodium_memzero(kx_tx, sizeof(kx_tx));
-	keys_wipe(&k);
-	if (r < 0) {
-		chan_discard(c, fl);
-		return r;
-	}
-	*ret = c;
-	return 0;
-}
-
-int sockmig_chan_accept(int fd, const struct sockmig_chan_opts *o, struct sockmig_chan **ret)
-{
-	uint8_t pk[crypto_kx_PUBLICKEYBYTES], sk[crypto_kx_SECRETKEYBYTES];
-	uint8_t kx_rx[crypto_kx_SESSIONKEYBYTES], kx_tx[crypto_kx_SESSIONKEYBYTES], mac[32];
-	struct hs_frame hi, hr, f, auth, stream;
-	const struct hs_frame *out[2];
-	struct sockmig_chan *c = NULL;
-	char reason[HS_REASON_MAX + 1], who[96] = "the peer";
-	struct hello h;
-	struct keys k = { 0 };
-	uint64_t deadline;
-	int r, fl;
-
-	r = check_opts(o);
-	if (r < 0)
-		return r;
-	fl = fcntl(fd, F_GETFL);
-	r = chan_new(fd, timeout_of(o), &c);
-	if (r < 0)
-		return r;
-	deadline = deadline_in(c->timeout_ms);
-
-	r = hs_recv(fd, deadline, who, "its HELLO", &hi);
-	if (r < 0)
-		goto out;
-	r = hello_parse(&hi, ROLE_INITIATOR, who, &h, reason, sizeof(reason));
-	if (r < 0) {
-		if (reason[0])
-			goto out_refuse;
-		goto out;
-	}
-	snprintf(who, sizeof(who), "the peer calling itself '%s'", h.name);
-	if (strcmp(h.cluster, o->cluster)) {
-		r = sm_fail(-EPERM, "channel handshake: %s belongs to cluster '%s', not '%s'", who, h.cluster, o->cluster);
-		snprintf(reason, sizeof(reason), "this node belongs to cluster '%s', not '%s'", o->cluster, h.cluster);
-		goto out_refuse;
-	}
-	crypto_kx_keypair(pk, sk);
-	if (crypto_kx_server_session_keys(kx_rx, kx_tx, pk, sk, h.pk) < 0) {
-		r = sm_fail(-EPROTO, "channel handshake: %s sent an unusable public key", who);
-		snprintf(reason, sizeof(reason), "unusable public key");
-		goto out_refuse;
-	}
-	hello_build(&hr, ROLE_RESPONDER, pk, o->node, o->cluster);
-	keys_derive(&k, o->secret, &hi, &hr, kx_rx, kx_tx);
-	auth_mac(mac, k.mac_r, k.th);
-	hs_frame_build(&auth, HS_AUTH, mac, 32);
-	out[0] = &hr;
-	out[1] = &auth;
-	r = hs_send(fd, out, 2, deadline, who);
-	if (r < 0)
-		goto out;
-
-	r = hs_recv(fd, deadline, who, "its AUTH", &f);
-	if (r < 0)
-		goto out;
-	auth_mac(mac, k.mac_i, k.th);
-	if (f.type != HS_AUTH || f.len != 32 || sodium_memcmp(mac, f.raw + 4, 32) != 0) {
-		r = sm_fail(-EACCES, "channel handshake: %s failed authentication: it does not know the secret of "
-				     "cluster '%s' (or the handshake was changed in transit)",
-			    who, o->cluster);
-		snprintf(reason, sizeof(reason), "authentication failed: you do not share the secret of cluster '%s'",
-			 o->cluster);
-		goto out_refuse;
-	}
-	r = run_check_peer(o, h.name, reason, sizeof(reason));
-	if (r < 0)
-		goto out_refuse;
-	set_peer(c, h.name);
-	snprintf(who, sizeof(who), "node '%s'", h.name);
-
-	r = hs_recv(fd, deadline, who, "its STREAM", &f);
-	if (r < 0)
-		goto out;
-	if (f.type != HS_STREAM || f.len != HEADERBYTES) {
-		r = sm_fail(-EPROTO, "channel handshake: %s sent a frame of type %u instead of STREAM", who, f.type);
-		goto out;
-	}
-	if (crypto_secretstream_xchacha20poly1305_init_pull(&c->rx_st, f.raw + 4, k.stream_i2r) < 0) {
-		r = sm_fail(-EPROTO, "channel handshake: %s sent an invalid stream header", who);
-		goto out;
-	}
-	{
-		uint8_t hdr[HEADERBYTES];
-		crypto_secretstream_xchacha20poly1305_init_push(&c->tx_st, hdr, k.stream_r2i);
-		hs_frame_build(&stream, HS_STREAM, hdr, sizeof(hdr));
-	}
-	out[0] = &stream;
-	r = hs_send(fd, out, 1, deadline, who);
-	goto out;
-
-out_refuse:
-	hs_refuse(fd, deadline, reason);
-out:
-	sodium_memzero(sk, sizeof(sk));
-	sodium_memzero(kx_rx, sizeof(kx_rx));
-	sodium_memzero(kx_tx, sizeof(kx_tx));
-	keys_wipe(&k);
-	if (r < 0) {
-		chan_discard(c, fl);
-		return r;
 	}
 	*ret = c;
 	return 0;
@@ -739,6 +152,28 @@ static int grow(uint8_t **p, size_t *cap, size_t need)
 	return 0;
 }
 
+/*
+ * Test only (SOCKMIG_FAULT=chan-corrupt-data): the Nth DATA record this
+ * process seals, over all its channels (N from SOCKMIG_FAULT_RECORD, 1 by
+ * default), gets one byte of its ciphertext flipped after sealing, as a
+ * damaged link or a tampering relay would. Only that one: a daemon started
+ * with the fault fails one migration, and the next one is clean.
+ */
+static void fault_corrupt_data(uint8_t *ct, size_t clen)
+{
+	static unsigned long sealed;
+	const char *e;
+	unsigned long want = 1;
+
+	if (!sm_fault("chan-corrupt-data"))
+		return;
+	e = getenv("SOCKMIG_FAULT_RECORD");
+	if (e && *e)
+		want = strtoul(e, NULL, 10);
+	if (__atomic_add_fetch(&sealed, 1, __ATOMIC_RELAXED) == want)
+		ct[clen / 2] ^= 0x01;
+}
+
 /* Seal c->txp[0..1+len) (type byte and payload) into c->tx. */
 static int seal(struct sockmig_chan *c, size_t len)
 {
@@ -752,12 +187,14 @@ static int seal(struct sockmig_chan *c, size_t len)
 	/* The length is the additional data: changing it fails the tag. */
 	crypto_secretstream_xchacha20poly1305_push(&c->tx_st, c->tx + REC_HDR, &out_len, c->txp, 1 + len, c->tx,
 						   REC_HDR,
-						   type == SOCKMIG_CHAN_END ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
-									    : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
+						   is_final(type) ? crypto_secretstream_xchacha20poly1305_TAG_FINAL
+								  : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
 	c->tx_len = REC_HDR + (size_t)out_len;
 	c->tx_off = 0;
+	if (type == SOCKMIG_CHAN_DATA)
+		fault_corrupt_data(c->tx + REC_HDR, (size_t)out_len);
 	c->tx_n++;
-	if (type == SOCKMIG_CHAN_END)
+	if (is_final(type))
 		c->tx_ended = true;
 	return 0;
 }
@@ -769,7 +206,7 @@ static int seal_copy(struct sockmig_chan *c, uint8_t type, const void *data, siz
 	if (len > SOCKMIG_CHAN_RECORD_MAX)
 		return sm_fail(-EMSGSIZE, "a record of %zu bytes is more than the channel's limit %u", len,
 			       SOCKMIG_CHAN_RECORD_MAX);
-	if (type == 0 || (type == SOCKMIG_CHAN_END && len))
+	if (type == 0 || (type == SOCKMIG_CHAN_END && len) || (type == SOCKMIG_CHAN_ERROR && len > ERROR_REASON_MAX))
 		return sm_fail(-EINVAL, "record type 0x%02x cannot carry %zu bytes", type, len);
 	if (grow(&c->txp, &c->txp_cap, 1 + len) < 0)
 		return sm_fail(-ENOMEM, "out of memory for a record to %s", peer_name(c));
@@ -781,7 +218,7 @@ static int seal_copy(struct sockmig_chan *c, uint8_t type, const void *data, siz
 
 static int flush_blocking(struct sockmig_chan *c)
 {
-	int r = write_deadline(c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off, deadline_in(c->timeout_ms));
+	int r = sm_chan_write_deadline(c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off, sm_chan_deadline_in(c->timeout_ms));
 
 	c->tx_off = c->tx_len = 0;
 	if (r == -ETIMEDOUT)
@@ -797,6 +234,8 @@ int sockmig_chan_send(struct sockmig_chan *c, uint8_t type, const void *data, si
 
 	if (type == SOCKMIG_CHAN_END)
 		return sockmig_chan_end(c);
+	if (type == SOCKMIG_CHAN_ERROR)
+		return sm_fail(-EINVAL, "an ERROR record is the channel's own, sent when it fails");
 	r = seal_copy(c, type, data, len);
 	return r < 0 ? r : flush_blocking(c);
 }
@@ -813,9 +252,52 @@ int sockmig_chan_end(struct sockmig_chan *c)
 }
 
 /*
+ * Best effort, once this side gives up: tell the peer why, in an ERROR
+ * record (the sentence of sockmig_error(), which is kept), so that its side
+ * fails with the cause rather than with a cut connection. Our direction may
+ * be intact even when the peer's is damaged. Only between our records, not
+ * to a peer that gave up itself, and bounded by 1 s: a peer that stopped
+ * reading gets nothing.
+ */
+static void tell_peer(struct sockmig_chan *c)
+{
+	char saved[512];
+	size_t len;
+	unsigned ms = c->timeout_ms < 1000 ? c->timeout_ms : 1000;
+
+	if (c->tx_ended || c->tx_off != c->tx_len || c->rx.peer_gave_up)
+		return;
+	snprintf(saved, sizeof(saved), "%s", sockmig_error());
+	len = strlen(saved);
+	if (len > ERROR_REASON_MAX)
+		len = ERROR_REASON_MAX;
+	if (seal_copy(c, SOCKMIG_CHAN_ERROR, saved, len) == 0)
+		sm_chan_write_deadline(c->fd, c->tx, c->tx_len, sm_chan_deadline_in(ms));
+	c->tx_off = c->tx_len = 0;
+	sm_fail(0, "%s", saved);
+}
+
+/* The peer's ERROR record: its reason, as the sentence. */
+static int peer_gave_up(struct sockmig_chan *c)
+{
+	char reason[ERROR_REASON_MAX + 1];
+	size_t i, n = c->rx.pt_len - 1;
+
+	for (i = 0; i < n; i++) {
+		uint8_t b = c->rx.pt[1 + i];
+		reason[i] = b >= 0x20 && b < 0x7f ? (char)b : '?';
+	}
+	reason[i] = '\0';
+	c->rx.ended = true;
+	c->rx.peer_gave_up = true;
+	return sm_fail(-ECONNABORTED, "%s gave up the channel: %s", peer_name(c), n ? reason : "(no reason)");
+}
+
+/*
  * Read as much of the next record as the socket has: 1 once a whole record
  * is decrypted into rx.pt, 0 if the socket has no more for now, -errno on a
- * damaged, oversized or truncated stream (sticky: the channel is dead).
+ * damaged, oversized or truncated stream, or an ERROR from the peer (sticky:
+ * the channel is dead).
  */
 static int rx_step(struct sockmig_chan *c)
 {
@@ -883,13 +365,17 @@ static int rx_step(struct sockmig_chan *c)
 	x->clen = 0;
 	if (x->pt_len < 1 || x->pt[0] == 0)
 		return sm_fail(-EBADMSG, "record %llu from %s has no valid type", (unsigned long long)x->n, peer_name(c));
-	if ((tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL) != (x->pt[0] == SOCKMIG_CHAN_END) ||
-	    (x->pt[0] == SOCKMIG_CHAN_END && x->pt_len != 1))
-		return sm_fail(-EBADMSG, "record %llu from %s is a malformed END", (unsigned long long)x->n, peer_name(c));
+	if ((tag == crypto_secretstream_xchacha20poly1305_TAG_FINAL) != is_final(x->pt[0]) ||
+	    (x->pt[0] == SOCKMIG_CHAN_END && x->pt_len != 1) ||
+	    (x->pt[0] == SOCKMIG_CHAN_ERROR && x->pt_len - 1 > ERROR_REASON_MAX))
+		return sm_fail(-EBADMSG, "record %llu from %s is a malformed %s", (unsigned long long)x->n, peer_name(c),
+			       x->pt[0] == SOCKMIG_CHAN_ERROR ? "ERROR" : "END");
 	if (tag != crypto_secretstream_xchacha20poly1305_TAG_MESSAGE &&
 	    tag != crypto_secretstream_xchacha20poly1305_TAG_FINAL)
 		return sm_fail(-EBADMSG, "record %llu from %s carries an unexpected tag %u", (unsigned long long)x->n,
 			       peer_name(c), tag);
+	if (x->pt[0] == SOCKMIG_CHAN_ERROR)
+		return peer_gave_up(c);
 	if (x->pt[0] == SOCKMIG_CHAN_END)
 		x->ended = true;
 	return 1;
@@ -897,22 +383,26 @@ static int rx_step(struct sockmig_chan *c)
 
 int sockmig_chan_recv(struct sockmig_chan *c, uint8_t *ret_type, const uint8_t **ret_data, size_t *ret_len)
 {
-	uint64_t deadline = deadline_in(c->timeout_ms);
+	uint64_t deadline = sm_chan_deadline_in(c->timeout_ms);
 
 	if (c->rx.ended)
 		return 0;
 	for (;;) {
 		int r = rx_step(c);
 
-		if (r < 0)
-			return r;
 		if (r > 0)
 			break;
-		r = wait_fd(c->fd, POLLIN, deadline);
-		if (r == -ETIMEDOUT)
-			return sm_fail(r, "%s sent nothing on the channel for %u ms", peer_name(c), c->timeout_ms);
-		if (r < 0)
-			return sm_fail(r, "cannot wait for %s on the channel: %s", peer_name(c), strerror(-r));
+		if (r == 0) {
+			r = sm_chan_wait_fd(c->fd, POLLIN, deadline);
+			if (r == -ETIMEDOUT)
+				r = sm_fail(r, "%s sent nothing on the channel for %u ms", peer_name(c), c->timeout_ms);
+			else if (r < 0)
+				r = sm_fail(r, "cannot wait for %s on the channel: %s", peer_name(c), strerror(-r));
+		}
+		if (r < 0) {
+			tell_peer(c);
+			return r;
+		}
 	}
 	if (c->rx.ended)
 		return 0;
@@ -972,13 +462,33 @@ int sockmig_chan_pump(struct sockmig_chan *c, int local_fd)
 			p[1].events |= POLLIN;
 		if (out_len)
 			p[1].events |= POLLOUT;
+		/* poll() reports POLLHUP and POLLERR whatever was asked: a local
+		 * end that hung up after its EOF would wake every call, and the
+		 * loop would spin (and, never seeing poll() time out, for as
+		 * long as a peer behind a cut link keeps its END). Not asked,
+		 * not polled. */
+		for (int k = 0; k < 2; k++) {
+			if (!p[k].events)
+				p[k].fd = -1;
+		}
 		/* The peer is bounded while it owes us the rest of a record or
 		 * our data, and once we ended, for its END; an idle channel
-		 * between records is bounded by the protocol on top. */
+		 * between records is bounded by the protocol on top. The clock
+		 * decides, not poll()'s return. */
 		if (tcp_busy || (!local_open && !c->rx.ended)) {
 			uint64_t since = tcp_busy ? last : (ended_at > last ? ended_at : last);
 			uint64_t dl = since + (uint64_t)c->timeout_ms * 1000000ull, now = sm_now_ns();
-			wait = now >= dl ? 0 : (int)((dl - now + 999999ull) / 1000000ull);
+
+			if (now >= dl) {
+				if (tcp_busy)
+					r = sm_fail(-ETIMEDOUT, "%s stopped in the middle of the channel's traffic for %u ms",
+						    peer_name(c), c->timeout_ms);
+				else
+					r = sm_fail(-ETIMEDOUT, "%s did not end its side of the channel within %u ms of ours",
+						    peer_name(c), c->timeout_ms);
+				break;
+			}
+			wait = (int)((dl - now + 999999ull) / 1000000ull);
 		}
 		n = poll(p, 3, wait);
 		if (n < 0) {
@@ -987,15 +497,8 @@ int sockmig_chan_pump(struct sockmig_chan *c, int local_fd)
 			r = sm_fail(-errno, "channel pump: poll: %s", strerror(errno));
 			break;
 		}
-		if (n == 0) {
-			if (tcp_busy)
-				r = sm_fail(-ETIMEDOUT, "%s stopped in the middle of the channel's traffic for %u ms",
-					    peer_name(c), c->timeout_ms);
-			else
-				r = sm_fail(-ETIMEDOUT, "%s did not end its side of the channel within %u ms of ours",
-					    peer_name(c), c->timeout_ms);
-			break;
-		}
+		if (n == 0)
+			continue; /* the deadline, checked above */
 		if (p[2].revents) {
 			r = sm_fail(-ECANCELED, "the channel to %s was cancelled", peer_name(c));
 			break;
@@ -1085,9 +588,11 @@ int sockmig_chan_pump(struct sockmig_chan *c, int local_fd)
 		}
 	}
 	if (r < 0) {
-		/* Both sides at once: the peer sees the connection close, the
-		 * local side reads EOF, and nothing of a damaged record was
-		 * ever written to it. */
+		/* Both sides at once: the peer learns why (if it can still
+		 * hear) and sees the connection close, the local side reads
+		 * EOF, and nothing of a damaged record was ever written to
+		 * it. */
+		tell_peer(c);
 		shutdown(c->fd, SHUT_RDWR);
 		shutdown(local_fd, SHUT_RDWR);
 		c->rx.ended = true;

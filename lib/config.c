@@ -15,7 +15,14 @@
 #include "util.h"
 
 #define LINE_MAX_LEN 8192
-#define WORDS_MAX 4
+#define WORDS_MAX 6
+/* A key file: a comment and the seed; anything longer is not one. */
+#define KEY_FILE_MAX 1024
+
+_Static_assert(SOCKMIG_KEY_SIZE == crypto_sign_PUBLICKEYBYTES, "a node key is an Ed25519 public key");
+_Static_assert(SOCKMIG_NODE_KEY_SIZE == crypto_sign_SECRETKEYBYTES, "libsodium's Ed25519 secret key");
+_Static_assert(SOCKMIG_KEY_TEXT_SIZE == sodium_base64_ENCODED_LEN(SOCKMIG_KEY_SIZE, sodium_base64_VARIANT_ORIGINAL),
+	       "a key's base64 with its NUL");
 
 bool sockmig_name_valid(const char *s)
 {
@@ -52,23 +59,29 @@ struct parser {
 	struct sockmig_config *cfg; /* without members until the end */
 	struct sockmig_member *members;
 	size_t n_members, cap;
-	unsigned seen[8];          /* line of each key, 0 if not seen */
+	unsigned seen[16];         /* line of each key, 0 if not seen */
 };
 
-enum { K_CLUSTER, K_SECRET, K_SECRET_FILE, K_NODE, K_CONTROL, K_TIMEOUT, K_MEMBER };
+enum { K_CLUSTER, K_SECRET, K_SECRET_FILE, K_KEY_FILE, K_NODE, K_CONTROL, K_TIMEOUT, K_MEMBER };
+
+#define MEMBER_USAGE "member NAME ADDRESS [PORT] key PUBLIC-KEY"
 
 static const struct {
 	const char *word;
 	int min_args, max_args;
+	const char *values;
 	const char *usage;
 } keys[] = {
-	[K_CLUSTER] = { "cluster", 1, 1, "cluster NAME" },
-	[K_SECRET] = { "secret", 1, 1, "secret HEX (64 hex digits)" },
-	[K_SECRET_FILE] = { "secret-file", 1, 1, "secret-file PATH" },
-	[K_NODE] = { "node", 1, 1, "node NAME" },
-	[K_CONTROL] = { "control", 1, 1, "control PATH" },
-	[K_TIMEOUT] = { "timeout", 1, 1, "timeout MILLISECONDS" },
-	[K_MEMBER] = { "member", 2, 3, "member NAME ADDRESS [PORT]" },
+	[K_CLUSTER] = { "cluster", 1, 1, "one value", "cluster NAME" },
+	[K_SECRET] = { "secret", 1, 1, "one value", "secret HEX (64 hex digits)" },
+	[K_SECRET_FILE] = { "secret-file", 1, 1, "one value", "secret-file PATH" },
+	[K_KEY_FILE] = { "key-file", 1, 1, "one value", "key-file PATH" },
+	[K_NODE] = { "node", 1, 1, "one value", "node NAME" },
+	[K_CONTROL] = { "control", 1, 1, "one value", "control PATH" },
+	[K_TIMEOUT] = { "timeout", 1, 1, "one value", "timeout MILLISECONDS" },
+	/* 2 and 3 values are the key-less lines of channel version 1: let
+	 * parse_member() say what they lack. */
+	[K_MEMBER] = { "member", 2, 5, "a name, an address, an optional port and 'key PUBLIC-KEY'", MEMBER_USAGE },
 };
 
 static int pfail(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -127,12 +140,37 @@ static int parse_hex_secret(const char *s, uint8_t out[SOCKMIG_SECRET_SIZE])
 	return 0;
 }
 
+void sockmig_key_to_text(const uint8_t key[SOCKMIG_KEY_SIZE], char text[SOCKMIG_KEY_TEXT_SIZE])
+{
+	sodium_bin2base64(text, SOCKMIG_KEY_TEXT_SIZE, key, SOCKMIG_KEY_SIZE, sodium_base64_VARIANT_ORIGINAL);
+}
+
+int sockmig_key_from_text(const char *text, uint8_t ret_key[SOCKMIG_KEY_SIZE])
+{
+	uint8_t key[SOCKMIG_KEY_SIZE];
+	const char *end = NULL;
+	size_t bin_len = 0;
+
+	if (strlen(text) != SOCKMIG_KEY_TEXT_SIZE - 1 ||
+	    sodium_base642bin(key, sizeof(key), text, SOCKMIG_KEY_TEXT_SIZE - 1, NULL, &bin_len, &end,
+			      sodium_base64_VARIANT_ORIGINAL) < 0 ||
+	    bin_len != SOCKMIG_KEY_SIZE || end != text + SOCKMIG_KEY_TEXT_SIZE - 1)
+		return -EINVAL;
+	memcpy(ret_key, key, sizeof(key));
+	return 0;
+}
+
+static int member_usage(struct parser *p)
+{
+	return pfail(p, "'member' takes %s: %s", keys[K_MEMBER].values, keys[K_MEMBER].usage);
+}
+
 static int parse_member(struct parser *p, char **w, int nw)
 {
 	struct sockmig_member m = { .port = SOCKMIG_CONFIG_DEFAULT_PORT, .line = p->line };
 	char addr[64], b[64];
 	size_t alen;
-	int r;
+	int r, at = 3;
 
 	r = parse_name(p, "member", w[1], m.name);
 	if (r < 0)
@@ -154,12 +192,26 @@ static int parse_member(struct parser *p, char **w, int nw)
 	else
 		return pfail(p, "'%s' is not an IPv4 or IPv6 address", shown(w[2], b));
 	inet_ntop(m.family, m.addr, m.addr_text, sizeof(m.addr_text));
-	if (nw == 4) {
+	if (nw > 3 && strcmp(w[3], "key")) {
 		unsigned long port;
 		if (parse_uint(w[3], 1, 65535, &port) < 0)
 			return pfail(p, "'%s' is not a port number (1 to 65535)", shown(w[3], b));
 		m.port = (uint16_t)port;
+		at = 4;
 	}
+	if (at < nw) {
+		if (strcmp(w[at], "key") || at + 2 != nw)
+			return member_usage(p);
+		if (sockmig_key_from_text(w[at + 1], m.key) < 0)
+			return pfail(p, "'%s' is not a node's public key (32 bytes in base64: 44 characters)",
+				     shown(w[at + 1], b));
+		m.has_key = true;
+	}
+	/* A member without a key could be claimed by any node that knows the
+	 * secret: exactly what the keys close. */
+	if (!m.has_key)
+		return pfail(p, "member '%s' has no key: every member needs its node's public key (%s)", m.name,
+			     MEMBER_USAGE);
 	for (size_t i = 0; i < p->n_members; i++) {
 		const struct sockmig_member *o = &p->members[i];
 		if (!strcmp(o->name, m.name))
@@ -168,6 +220,10 @@ static int parse_member(struct parser *p, char **w, int nw)
 		    !memcmp(o->addr, m.addr, m.family == AF_INET ? 4 : 16))
 			return pfail(p, "members '%s' and '%s' have the same address and port %s %u", o->name, m.name,
 				     m.addr_text, m.port);
+		/* One node holding two names' key could be either. */
+		if (!memcmp(o->key, m.key, sizeof(m.key)))
+			return pfail(p, "members '%s' and '%s' have the same key: every node needs a key of its own",
+				     o->name, m.name);
 	}
 	if (p->n_members == SOCKMIG_CONFIG_MEMBERS_MAX)
 		return pfail(p, "a cluster has at most %d members", SOCKMIG_CONFIG_MEMBERS_MAX);
@@ -217,11 +273,11 @@ static int parse_line(struct parser *p, char *line)
 			k = (int)i;
 	}
 	if (k < 0)
-		return pfail(p, "'%s' is not a config keyword (cluster, secret, secret-file, node, control, timeout, member)",
+		return pfail(p, "'%s' is not a config keyword (cluster, secret, secret-file, key-file, node, control, "
+				"timeout, member)",
 			     shown(w[0], b));
 	if (nw - 1 < keys[k].min_args || nw - 1 > keys[k].max_args)
-		return pfail(p, "'%s' takes %s: %s", keys[k].word,
-			     keys[k].min_args == keys[k].max_args ? "one value" : "2 or 3 values", keys[k].usage);
+		return pfail(p, "'%s' takes %s: %s", keys[k].word, keys[k].values, keys[k].usage);
 	if (k != K_MEMBER && p->seen[k])
 		return pfail(p, "'%s' is given twice (first on line %u)", keys[k].word, p->seen[k]);
 	if (!p->seen[k])
@@ -233,7 +289,7 @@ static int parse_line(struct parser *p, char *line)
 	case K_NODE:
 		return parse_name(p, "node", w[1], p->cfg->node);
 	case K_SECRET:
-		if (parse_hex_secret(w[1], p->cfg->secret) < 0)
+		if (parse_hex_secret(w[1], p->cfg->secret->cluster) < 0)
 			return pfail(p, "the secret must be exactly %d hex digits", 2 * SOCKMIG_SECRET_SIZE);
 		p->cfg->has_secret = true;
 		p->cfg->secret_line = p->line;
@@ -243,6 +299,12 @@ static int parse_line(struct parser *p, char *line)
 		if (r == 0 && !p->cfg->secret_file[0])
 			r = pfail(p, "the secret-file path is empty");
 		p->cfg->secret_line = p->line;
+		return r;
+	case K_KEY_FILE:
+		r = parse_path(p, "key-file", w[1], p->cfg->key_file, sizeof(p->cfg->key_file));
+		if (r == 0 && !p->cfg->key_file[0])
+			r = pfail(p, "the key-file path is empty");
+		p->cfg->key_line = p->line;
 		return r;
 	case K_CONTROL:
 		r = parse_path(p, "control socket", w[1], p->cfg->control, sizeof(p->cfg->control));
@@ -260,18 +322,18 @@ static int parse_line(struct parser *p, char *line)
 	return 0;
 }
 
-/* The relative secret-file names a file next to the config. */
-static int resolve_secret_file(struct sockmig_config *cfg)
+/* A relative secret-file or key-file names a file next to the config. */
+static int resolve_file(struct sockmig_config *cfg, char path[SOCKMIG_PATH_SIZE], unsigned line, const char *what)
 {
 	char dir[SOCKMIG_PATH_SIZE], out[SOCKMIG_PATH_SIZE];
 
-	if (!cfg->secret_file[0] || cfg->secret_file[0] == '/')
+	if (!path[0] || path[0] == '/')
 		return 0;
 	snprintf(dir, sizeof(dir), "%s", cfg->path);
-	if ((size_t)snprintf(out, sizeof(out), "%s/%s", dirname(dir), cfg->secret_file) >= sizeof(out))
-		return sm_fail(-ENAMETOOLONG, "%s:%u: the secret-file path is too long once made relative to %s",
-			       cfg->path, cfg->secret_line, cfg->path);
-	memcpy(cfg->secret_file, out, sizeof(out));
+	if ((size_t)snprintf(out, sizeof(out), "%s/%s", dirname(dir), path) >= sizeof(out))
+		return sm_fail(-ENAMETOOLONG, "%s:%u: the %s path is too long once made relative to %s", cfg->path, line,
+			       what, cfg->path);
+	memcpy(path, out, sizeof(out));
 	return 0;
 }
 
@@ -327,8 +389,10 @@ int sockmig_config_parse(const char *text, size_t len, const char *name, struct 
 		p.line = p.seen[K_SECRET] > p.seen[K_SECRET_FILE] ? p.seen[K_SECRET] : p.seen[K_SECRET_FILE];
 		r = pfail(&p, "give either 'secret' or 'secret-file', not both (lines %u and %u)", p.seen[K_SECRET],
 			  p.seen[K_SECRET_FILE]);
-	} else if (p.n_members == 0)
-		r = pfail(&p, "the file ends without any 'member NAME ADDRESS [PORT]' line");
+	} else if (!p.seen[K_KEY_FILE])
+		r = pfail(&p, "the file ends without a 'key-file PATH' line (this node's signing key)");
+	else if (p.n_members == 0)
+		r = pfail(&p, "the file ends without any '" MEMBER_USAGE "' line");
 	if (r < 0)
 		goto fail;
 	{
@@ -354,8 +418,13 @@ int sockmig_config_parse(const char *text, size_t len, const char *name, struct 
 	cfg->n_members = p.n_members;
 	memcpy(cfg->members, p.members, p.n_members * sizeof(cfg->members[0]));
 	free(p.members);
-	r = resolve_secret_file(cfg);
+	cfg->secret->members = cfg->members;
+	cfg->secret->n_members = cfg->n_members;
+	r = resolve_file(cfg, cfg->secret_file, cfg->secret_line, "secret-file");
+	if (r == 0)
+		r = resolve_file(cfg, cfg->key_file, cfg->key_line, "key-file");
 	if (r < 0) {
+		sodium_memzero(cfg->secret, sizeof(cfg->secret));
 		free(cfg);
 		return r;
 	}
@@ -370,51 +439,78 @@ fail:
 	return r;
 }
 
-int sockmig_config_read_secret(struct sockmig_config *cfg)
+/*
+ * Read a small private file: a regular file of root's or ours that group
+ * and others cannot touch (what is in it lets anyone act as this node).
+ * Fills text (NUL-terminated, at most size - 1 bytes; more is -EFBIG
+ * without a sentence, for the caller's "must hold" sentence).
+ */
+static int read_private(const struct sockmig_config *cfg, unsigned line, const char *what, const char *path,
+			char *text, size_t size)
 {
 	_cleanup_close_ int fd = -1;
-	char text[256], *end;
 	struct stat st;
+	size_t n = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return sm_fail(-errno, "%s:%u: cannot open %s file %s: %s", cfg->path, line, what, path, strerror(errno));
+	if (fstat(fd, &st) < 0)
+		return sm_fail(-errno, "%s:%u: cannot stat %s file %s: %s", cfg->path, line, what, path, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return sm_fail(-EINVAL, "%s:%u: %s file %s is not a regular file", cfg->path, line, what, path);
+	if (st.st_mode & 077)
+		return sm_fail(-EPERM, "%s:%u: %s file %s can be read or written by group or others (mode %04o); "
+				       "make it mode 0600",
+			       cfg->path, line, what, path, (unsigned)(st.st_mode & 07777));
+	if (st.st_uid != 0 && st.st_uid != geteuid())
+		return sm_fail(-EPERM, "%s:%u: %s file %s belongs to uid %u, neither root nor us", cfg->path, line, what,
+			       path, (unsigned)st.st_uid);
+	for (;;) {
+		ssize_t k = read(fd, text + n, size - 1 - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return sm_fail(-errno, "%s:%u: cannot read %s file %s: %s", cfg->path, line, what, path,
+				       strerror(errno));
+		if (k == 0)
+			break;
+		n += (size_t)k;
+		if (n == size - 1) {
+			char extra;
+			if (read(fd, &extra, 1) == 1) {
+				sodium_memzero(text, size);
+				return -EFBIG;
+			}
+			break;
+		}
+	}
+	text[n] = '\0';
+	return (int)n;
+}
+
+/* Trailing blanks and line ends off, in place. */
+static void strip_end(char *s, char *end)
+{
+	while (end > s && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
+		*--end = '\0';
+}
+
+int sockmig_config_read_secret(struct sockmig_config *cfg)
+{
+	char text[256];
 	int n;
 
 	if (!cfg->secret_file[0])
 		return cfg->has_secret ? 0 : sm_fail(-EINVAL, "%s: there is no secret", cfg->path);
-	fd = open(cfg->secret_file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
-		return sm_fail(-errno, "%s:%u: cannot open secret file %s: %s", cfg->path, cfg->secret_line,
-			       cfg->secret_file, strerror(errno));
-	if (fstat(fd, &st) < 0)
-		return sm_fail(-errno, "%s:%u: cannot stat secret file %s: %s", cfg->path, cfg->secret_line,
-			       cfg->secret_file, strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return sm_fail(-EINVAL, "%s:%u: secret file %s is not a regular file", cfg->path, cfg->secret_line,
-			       cfg->secret_file);
-	if (st.st_mode & 077)
-		return sm_fail(-EPERM, "%s:%u: secret file %s can be read or written by group or others (mode %04o); "
-				       "make it mode 0600",
-			       cfg->path, cfg->secret_line, cfg->secret_file, (unsigned)(st.st_mode & 07777));
-	if (st.st_uid != 0 && st.st_uid != geteuid())
-		return sm_fail(-EPERM, "%s:%u: secret file %s belongs to uid %u, neither root nor us", cfg->path,
-			       cfg->secret_line, cfg->secret_file, (unsigned)st.st_uid);
-	n = 0;
-	for (;;) {
-		ssize_t k = read(fd, text + n, sizeof(text) - 1 - (size_t)n);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return sm_fail(-errno, "%s:%u: cannot read secret file %s: %s", cfg->path, cfg->secret_line,
-				       cfg->secret_file, strerror(errno));
-		if (k == 0 || (size_t)(n + k) >= sizeof(text) - 1) {
-			n += (int)k;
-			break;
-		}
-		n += (int)k;
-	}
-	text[n] = '\0';
-	end = text + n;
-	while (end > text && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
-		*--end = '\0';
-	if (memchr(text, '\0', (size_t)(end - text)) || parse_hex_secret(text, cfg->secret) < 0) {
+	n = read_private(cfg, cfg->secret_line, "secret", cfg->secret_file, text, sizeof(text));
+	if (n < 0 && n != -EFBIG)
+		return n;
+	if (n >= 0 && !memchr(text, '\0', (size_t)n))
+		strip_end(text, text + n);
+	else
+		text[0] = '\0';
+	if (parse_hex_secret(text, cfg->secret->cluster) < 0) {
 		sodium_memzero(text, sizeof(text));
 		return sm_fail(-EINVAL, "%s:%u: secret file %s must hold exactly %d hex digits", cfg->path,
 			       cfg->secret_line, cfg->secret_file, 2 * SOCKMIG_SECRET_SIZE);
@@ -422,6 +518,59 @@ int sockmig_config_read_secret(struct sockmig_config *cfg)
 	sodium_memzero(text, sizeof(text));
 	cfg->has_secret = true;
 	return 0;
+}
+
+/* The seed of a key file: its one line that is neither empty nor a comment. */
+static int key_file_seed(char *text, uint8_t seed[32])
+{
+	char *line, *save = NULL, *found = NULL;
+
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		line += strspn(line, " \t");
+		strip_end(line, line + strlen(line));
+		if (!line[0] || line[0] == '#')
+			continue;
+		if (found)
+			return -EINVAL;
+		found = line;
+	}
+	return found ? parse_hex_secret(found, seed) : -EINVAL;
+}
+
+int sockmig_config_read_key(struct sockmig_config *cfg)
+{
+	struct sockmig_keys *k = cfg->secret;
+	uint8_t seed[32], pk[SOCKMIG_KEY_SIZE];
+	char text[KEY_FILE_MAX + 1], shown_pk[SOCKMIG_KEY_TEXT_SIZE];
+	int n, r;
+
+	if (!cfg->key_file[0])
+		return sm_fail(-EINVAL, "%s: there is no key-file", cfg->path);
+	n = read_private(cfg, cfg->key_line, "key", cfg->key_file, text, sizeof(text));
+	if (n < 0 && n != -EFBIG)
+		return n;
+	r = n < 0 || memchr(text, '\0', (size_t)n) ? -EINVAL : key_file_seed(text, seed);
+	sodium_memzero(text, sizeof(text));
+	if (r < 0)
+		return sm_fail(-EINVAL, "%s:%u: key file %s must hold one line of %d hex digits (a node key, as "
+					"sockmig_config_key_create() writes it)",
+			       cfg->path, cfg->key_line, cfg->key_file, 2 * 32);
+	crypto_sign_seed_keypair(pk, k->node, seed);
+	sodium_memzero(seed, sizeof(seed));
+	/* Any member's key, not only the file's node's: `sockmigd --node`
+	 * may run as another one, and the channel checks at each handshake
+	 * that the key is the one of the node it speaks for. */
+	for (size_t i = 0; i < cfg->n_members; i++) {
+		if (cfg->members[i].has_key && !memcmp(cfg->members[i].key, pk, sizeof(pk))) {
+			k->has_node_key = true;
+			return 0;
+		}
+	}
+	sodium_memzero(k->node, sizeof(k->node));
+	sockmig_key_to_text(pk, shown_pk);
+	return sm_fail(-EACCES, "%s:%u: key file %s holds the key of public key %s, which no member has; this node's "
+				"member line needs 'key %s'",
+		       cfg->path, cfg->key_line, cfg->key_file, shown_pk, shown_pk);
 }
 
 int sockmig_config_load(const char *path, unsigned flags, struct sockmig_config **ret)
@@ -472,6 +621,8 @@ int sockmig_config_load(const char *path, unsigned flags, struct sockmig_config 
 				    path, cfg->secret_line, (unsigned)(st.st_mode & 07777));
 		else if (!cfg->has_secret)
 			r = sockmig_config_read_secret(cfg);
+		if (r == 0)
+			r = sockmig_config_read_key(cfg);
 		if (r < 0) {
 			sodium_memzero(cfg->secret, sizeof(cfg->secret));
 			free(cfg);
@@ -516,7 +667,7 @@ socklen_t sockmig_member_sockaddr(const struct sockmig_member *m, struct sockadd
 int sockmig_config_write(const struct sockmig_config *cfg, int fd)
 {
 	struct sm_buf b;
-	char hex[2 * SOCKMIG_SECRET_SIZE + 1], line[SOCKMIG_PATH_SIZE + 64];
+	char hex[2 * SOCKMIG_SECRET_SIZE + 1], line[SOCKMIG_PATH_SIZE + 64], key[SOCKMIG_KEY_TEXT_SIZE];
 	int r;
 
 	sm_buf_init(&b);
@@ -531,15 +682,25 @@ int sockmig_config_write(const struct sockmig_config *cfg, int fd)
 	if (cfg->secret_file[0]) {
 		PUT("secret-file %s\n", cfg->secret_file);
 	} else {
-		sodium_bin2hex(hex, sizeof(hex), cfg->secret, sizeof(cfg->secret));
+		sodium_bin2hex(hex, sizeof(hex), cfg->secret->cluster, sizeof(cfg->secret->cluster));
 		PUT("secret %s\n", hex);
 		sodium_memzero(hex, sizeof(hex));
 	}
+	if (cfg->key_file[0])
+		PUT("key-file %s\n", cfg->key_file);
 	PUT("control %s\n", cfg->control);
 	if (cfg->timeout_ms != SOCKMIG_CONFIG_DEFAULT_TIMEOUT_MS)
 		PUT("timeout %u\n", cfg->timeout_ms);
-	for (size_t i = 0; i < cfg->n_members; i++)
-		PUT("member %s %s %u\n", cfg->members[i].name, cfg->members[i].addr_text, cfg->members[i].port);
+	for (size_t i = 0; i < cfg->n_members; i++) {
+		const struct sockmig_member *m = &cfg->members[i];
+
+		if (m->has_key) {
+			sockmig_key_to_text(m->key, key);
+			PUT("member %s %s %u key %s\n", m->name, m->addr_text, m->port, key);
+		} else {
+			PUT("member %s %s %u\n", m->name, m->addr_text, m->port);
+		}
+	}
 #undef PUT
 	r = b.err ? b.err : sm_write_full(fd, b.data, b.len);
 	if (b.data)
@@ -578,5 +739,38 @@ int sockmig_config_secret_create(const char *path, uint8_t ret_secret[SOCKMIG_SE
 	if (ret_secret)
 		memcpy(ret_secret, secret, sizeof(secret));
 	sodium_memzero(secret, sizeof(secret));
+	return 0;
+}
+
+int sockmig_config_key_create(const char *path, uint8_t ret_public[SOCKMIG_KEY_SIZE])
+{
+	uint8_t pk[SOCKMIG_KEY_SIZE], sk[SOCKMIG_NODE_KEY_SIZE];
+	char pk_text[SOCKMIG_KEY_TEXT_SIZE], text[256];
+	int fd, n, r;
+
+	if (sodium_init() < 0)
+		return sm_fail(-EIO, "cannot initialise libsodium");
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return sm_fail(-errno, "cannot create key file %s: %s", path, strerror(errno));
+	crypto_sign_keypair(pk, sk);
+	sockmig_key_to_text(pk, pk_text);
+	n = snprintf(text, sizeof(text), "# sockmig node key (Ed25519 seed); its member line takes: key %s\n", pk_text);
+	/* The seed is the first half of libsodium's secret key. */
+	sodium_bin2hex(text + n, sizeof(text) - (size_t)n, sk, 32);
+	n += 64;
+	text[n++] = '\n';
+	sodium_memzero(sk, sizeof(sk));
+	/* fchmod: as for the secret, exactly the mode readers check for. */
+	r = fchmod(fd, 0600) < 0 ? -errno : sm_write_full(fd, text, (size_t)n);
+	sodium_memzero(text, sizeof(text));
+	if (close(fd) < 0 && r == 0)
+		r = -errno;
+	if (r < 0) {
+		unlink(path);
+		return sm_fail(r, "cannot write key file %s: %s", path, strerror(-r));
+	}
+	if (ret_public)
+		memcpy(ret_public, pk, sizeof(pk));
 	return 0;
 }

@@ -1,26 +1,32 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The node-to-node channel: mutual authentication by the cluster's secret and
- * encryption over a connected TCP socket, with libsodium. The bytes on the
- * wire are docs/wire-protocol.md (version 1.0).
+ * each node's own signing key, and encryption, over a connected TCP socket,
+ * with libsodium. The bytes on the wire are docs/wire-protocol.md (version
+ * 2.0).
  *
  *   initiator (dials)                          responder (accepted)
  *   ---------------------------------------    ---------------------------------
  *   sockmig_chan_connect(fd, opts)              sockmig_chan_accept(fd, opts)
- *           ---- HELLO: version, name, cluster, ephemeral key --->
- *           <--- HELLO, AUTH: MAC proving the secret ----------------
- *           ---- AUTH: MAC proving the secret, STREAM header ------->
+ *           ---- HELLO: version, name, cluster, ephemeral key, node key -->
+ *           <--- HELLO, AUTH: MAC proving the secret, node signature -----
+ *           ---- AUTH: MAC proving the secret, node signature, STREAM --->
  *           <--- STREAM header (or REFUSE with the reason) ---------
  *   records both ways: sockmig_chan_send() / sockmig_chan_recv(), each a type
  *   byte and up to SOCKMIG_CHAN_RECORD_MAX bytes, sealed with
  *   crypto_secretstream_xchacha20poly1305 (one stream per direction); each
- *   direction ends with an END record (TAG_FINAL): sockmig_chan_end().
+ *   direction ends with an END record (TAG_FINAL): sockmig_chan_end(). A
+ *   side that fails on a live channel (a damaged record from the peer, a
+ *   timeout) first tells the peer its sentence in an ERROR record, if it can.
  *
  * Keys: both sides make an ephemeral crypto_kx key pair; the session keys
  * are derived from the kx result, the transcript of both HELLOs and the
  * secret, so a peer without the secret can neither prove itself nor read or
  * forge a byte, and a recorded session stays secret even if the cluster
  * secret is disclosed later (forward secrecy against passive attackers).
+ * Each side also signs the transcript with its node's Ed25519 key, and
+ * checks the other's signature with the key its own config gives the name
+ * the other claims: a member that knows the secret cannot pose as another.
  *
  * The pump: the socket move and checkpoint code speak over a plain fd
  * (write(2) of images, read(2) of answers). sockmig_chan_pump_start() gives
@@ -49,7 +55,7 @@
 extern "C" {
 #endif
 
-#define SOCKMIG_CHAN_VERSION_MAJOR 1
+#define SOCKMIG_CHAN_VERSION_MAJOR 2
 #define SOCKMIG_CHAN_VERSION_MINOR 0
 /* Largest record payload (after the type byte), in both directions. */
 #define SOCKMIG_CHAN_RECORD_MAX (256u << 10)
@@ -64,23 +70,33 @@ enum sockmig_chan_type {
 	SOCKMIG_CHAN_END = 0x02,     /* this direction ends here, cleanly; empty */
 	SOCKMIG_CHAN_REQUEST = 0x03, /* a daemon's request: "VERB [ARG...]" */
 	SOCKMIG_CHAN_REPLY = 0x04,   /* the answer: "ok [...]" or "error SENTENCE" */
+	/* The channel's own, never sent by a caller: the sender gave up (a
+	 * damaged record from its peer, a timeout...); the payload is its
+	 * sentence, which the receiver fails with ("node 'n2' gave up the
+	 * channel: ..."). Its last record. */
+	SOCKMIG_CHAN_ERROR = 0x05,
 	/* 0x10..0x1f reserved for process memory: pre-copy rounds, lazy pages */
 	SOCKMIG_CHAN_MAY_SKIP = 0x80,
 };
 
 struct sockmig_chan;
+struct sockmig_keys; /* sockmig/config.h */
 
 struct sockmig_chan_opts {
 	const char *cluster;   /* our cluster's name: the peer's must be equal */
 	const char *node;      /* our node's name, told to the peer */
-	const uint8_t *secret; /* the cluster secret, 32 bytes */
+	/* A loaded config's `secret`: the cluster secret, our node's signing
+	 * key (which must be the key of the member named node), and every
+	 * member's public key, which a peer's signature is checked with. */
+	const struct sockmig_keys *secret;
 	unsigned timeout_ms;   /* every wait on the peer; 0: 10 s */
 	/* connect: the peer must call itself this; NULL: any name. */
 	const char *expect_peer;
-	/* Called once the peer has proved it knows the secret, before the
-	 * channel is up, with the name it gave: return 0 to accept it, or
-	 * -errno with a reason (one sentence) written to reason, which is
-	 * told to the peer and recorded. NULL: every peer is accepted. */
+	/* Called once the peer has proved it knows the secret and holds the
+	 * key of the member it claims to be, before the channel is up, with
+	 * that name: return 0 to accept it, or -errno with a reason (one
+	 * sentence) written to reason, which is told to the peer and
+	 * recorded. NULL: every member is accepted. */
 	int (*check_peer)(const char *peer, char *reason, size_t size, void *userdata);
 	void *userdata;
 };

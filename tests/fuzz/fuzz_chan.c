@@ -2,6 +2,9 @@
 /*
  * The channel's readers of untrusted bytes (docs/wire-protocol.md).
  *
+ * Both sides are members n1 and n2 of cluster "fuzz", with fixed keys (a
+ * seed per node), so a corpus can hold real handshakes' bytes.
+ *
  * First byte, low 2 bits, the mode:
  *   0  the rest is what an initiator sends: the responder's handshake reads it
  *   1  the rest is what a responder sends: the initiator's handshake reads it
@@ -18,6 +21,8 @@
  *   2 TYPE LEN16 PAYLOAD POS16 X  a sealed record with byte POS xor X
  *   3                             END
  *   4 TYPE LEN16 PAYLOAD CUT16    the first CUT bytes of a sealed record
+ *   5                             ERROR: the initiator gives up (a receive
+ *                                 that times out) and says so
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -25,12 +30,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "sockmig/chan.h"
+#include "sockmig/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -39,12 +48,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const uint8_t secret[32] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
 				    17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32 };
 
+static struct sockmig_member members[2];
+static struct sockmig_keys keys[2];
+
+/* n1's seed is 32 bytes 0x01, n2's 0x02. */
+static void keys_init(void)
+{
+	static bool done;
+
+	if (done)
+		return;
+	if (sodium_init() < 0)
+		abort();
+	for (int k = 0; k < 2; k++) {
+		uint8_t seed[32];
+
+		memset(seed, k + 1, sizeof(seed));
+		snprintf(members[k].name, sizeof(members[k].name), "n%d", k + 1);
+		members[k].has_key = true;
+		crypto_sign_seed_keypair(members[k].key, keys[k].node, seed);
+	}
+	for (int k = 0; k < 2; k++) {
+		memcpy(keys[k].cluster, secret, sizeof(secret));
+		keys[k].has_node_key = true;
+		keys[k].members = members;
+		keys[k].n_members = 2;
+	}
+	done = true;
+}
+
 static void opts(struct sockmig_chan_opts *o, const char *node)
 {
+	keys_init();
 	memset(o, 0, sizeof(*o));
 	o->cluster = "fuzz";
 	o->node = node;
-	o->secret = secret;
+	o->secret = &keys[node[1] - '1'];
 	o->timeout_ms = 50;
 }
 
@@ -180,6 +219,8 @@ static void records(int pump, const uint8_t *data, size_t size)
 		abort();
 	big_buffers(x[0]);
 	big_buffers(x[1]);
+	/* non-blocking, as the channel made the socket it replaces */
+	fcntl(x[0], F_SETFL, fcntl(x[0], F_GETFL) | O_NONBLOCK);
 	dup2(x[0], fd);
 	close(x[0]);
 	while (in.left && wired < WIRE_MAX) {
@@ -187,7 +228,7 @@ static void records(int pump, const uint8_t *data, size_t size)
 		size_t len, n, pos, cut;
 
 		take(&in, &op, 1);
-		switch (op % 5) {
+		switch (op % 6) {
 		case 0:
 		case 2:
 		case 4:
@@ -202,11 +243,11 @@ static void records(int pump, const uint8_t *data, size_t size)
 			in.p += len;
 			in.left -= len;
 			n = tap_take(x[1], rec, sizeof(rec));
-			if (op % 5 == 2 && n) {
+			if (op % 6 == 2 && n) {
 				pos = take_len(&in, 0xffff) % n;
 				take(&in, &xr, 1);
 				rec[pos] ^= xr ? xr : 1;
-			} else if (op % 5 == 4) {
+			} else if (op % 6 == 4) {
 				cut = take_len(&in, 0xffff);
 				n = cut < n ? cut : n;
 			}
@@ -217,11 +258,23 @@ static void records(int pump, const uint8_t *data, size_t size)
 			in.p += n;
 			in.left -= n;
 			break;
-		default:
+		case 3:
 			if (sockmig_chan_end(i) < 0)
 				goto done;
 			n = tap_take(x[1], rec, sizeof(rec));
 			break;
+		default: {
+			const uint8_t *d;
+			uint8_t ty;
+			size_t l;
+
+			/* the responder sent nothing: 1 ms, then ERROR */
+			sockmig_chan_set_timeout(i, 1);
+			if (sockmig_chan_recv(i, &ty, &d, &l) >= 0)
+				goto done;
+			n = tap_take(x[1], rec, sizeof(rec));
+			break;
+		}
 		}
 		if (n > WIRE_MAX - wired)
 			n = WIRE_MAX - wired;
