@@ -21,8 +21,9 @@
  *
  * The chains and sets are made once per lock with libnftables (text, rare,
  * clearer); the elements are sent as nf_tables netlink messages built here
- * with libmnl: parsing and evaluating 1,000 elements as text cost 15 ms,
- * the binary batch well under one (bench/flow_freeze.c).
+ * with libmnl (batch helpers in lib/nft_batch.c): parsing and evaluating
+ * 1,000 elements as text cost 15 ms, the binary batch well under one
+ * (bench/flow_freeze.c).
  *
  * Why prerouting and not input: a packet of the flow must be caught even
  * when the address is no longer local (released on S, not yet added on D),
@@ -41,7 +42,9 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -50,26 +53,16 @@
 #include <nftables/libnftables.h>
 
 #include "flow.h"
+#include "nft_batch.h"
 #include "util.h"
 
 #define TABLE "sockmig"
-
-/* nla_len is 16 bits: the nested element list of one NEWSETELEM message
- * must stay below 64 KiB, so large freezes are split into several messages
- * of the same batch (still one transaction). */
-#define ELEMS_MSG_MAX 60000
-/* The kernel answers a well-formed batch at once; this only bounds a wait
- * for an answer that a malformed one would never get. */
-#define ACK_TIMEOUT_S 5
 
 struct sockmig_flowlock {
 	struct nft_ctx *nft;
 	unsigned flags;
 	char tag[32];
-	struct mnl_socket *nl;
-	uint32_t portid;
-	uint32_t seq;
-	int sndbuf;
+	struct sm_nft nl;
 };
 
 enum set_kind { SET_C4, SET_C6, SET_L4, SET_L6, SET_P, SET_S4, SET_S6, SET_SP, SET_N };
@@ -151,140 +144,6 @@ static int nft_run(struct sockmig_flowlock *l, const char *cmds, const char *wha
 		       msg ? (int)(nl ? nl - msg : (ptrdiff_t)strlen(msg)) : 0, msg ? msg : "");
 }
 
-/* ---- nf_tables netlink batches ---- */
-
-static struct nlmsghdr *msg_put(uint8_t *p, uint16_t type, uint16_t flags, uint32_t seq, uint8_t family,
-				uint16_t res_id)
-{
-	struct nlmsghdr *nlh = mnl_nlmsg_put_header(p);
-	struct nfgenmsg *nfg;
-
-	nlh->nlmsg_type = type;
-	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
-	nlh->nlmsg_seq = seq;
-	nfg = mnl_nlmsg_put_extra_header(nlh, sizeof(*nfg));
-	nfg->nfgen_family = family;
-	nfg->version = NFNETLINK_V0;
-	nfg->res_id = htons(res_id);
-	return nlh;
-}
-
-static size_t batch_begin(uint8_t *p, uint32_t seq)
-{
-	return msg_put(p, NFNL_MSG_BATCH_BEGIN, 0, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES)->nlmsg_len;
-}
-
-static size_t batch_end(uint8_t *p, uint32_t seq)
-{
-	return msg_put(p, NFNL_MSG_BATCH_END, 0, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES)->nlmsg_len;
-}
-
-/* One NLMSG_ERROR answer: the error (0 for an ACK) and, with extended
- * ACKs, the offset of the attribute the kernel refused (0 if none). */
-static int ack_parse(const struct nlmsghdr *nlh, uint32_t *ret_offs)
-{
-	const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
-	size_t off = sizeof(*e), plen = mnl_nlmsg_get_payload_len(nlh);
-	*ret_offs = 0;
-	if (plen < sizeof(*e))
-		return -EBADMSG;
-	if (!(nlh->nlmsg_flags & NLM_F_CAPPED))
-		off += MNL_ALIGN(e->msg.nlmsg_len) - sizeof(e->msg);
-	if (nlh->nlmsg_flags & NLM_F_ACK_TLVS) {
-		while (off + sizeof(struct nlattr) <= plen) {
-			const struct nlattr *a = (const struct nlattr *)((const uint8_t *)e + off);
-
-			if (!mnl_attr_ok(a, (int)(plen - off)))
-				break;
-			if (mnl_attr_get_type(a) == NLMSGERR_ATTR_OFFS &&
-			    mnl_attr_get_payload_len(a) == sizeof(uint32_t))
-				*ret_offs = mnl_attr_get_u32(a);
-			off += MNL_ALIGN(a->nla_len);
-		}
-	}
-	return e->error;
-}
-
-/* Send a batch whose messages, begin and end excluded, have the sequence
- * numbers seq0 + 1 .. seq0 + n_msgs, each with NLM_F_ACK, and wait for all
- * answers. The kernel applies the whole batch or nothing, and reports an
- * error per failing message (every message is processed even after one
- * failed) plus an ACK per good one; an error against the batch header means
- * the batch was not processed at all. Returns 0 or the first error, with
- * the failing message's seq and attribute offset. */
-static int batch_send(struct sockmig_flowlock *l, const uint8_t *buf, size_t len, uint32_t seq0, uint32_t n_msgs,
-		      uint32_t *ret_seq, uint32_t *ret_offs)
-{
-	uint8_t rx[MNL_SOCKET_BUFFER_SIZE];
-	uint32_t acked = 0;
-	int first = 0;
-
-	if (len + 4096 > (size_t)l->sndbuf) {
-		int size = (int)(len + 4096);
-		/* FORCE needs CAP_NET_ADMIN, which changing the ruleset needs too. */
-		if (setsockopt(mnl_socket_get_fd(l->nl), SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)) < 0 &&
-		    setsockopt(mnl_socket_get_fd(l->nl), SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)) < 0)
-			return -errno;
-		l->sndbuf = size;
-	}
-	if (mnl_socket_sendto(l->nl, buf, len) < 0)
-		return -errno;
-	while (acked < n_msgs) {
-		ssize_t n = mnl_socket_recvfrom(l->nl, rx, sizeof(rx));
-		const struct nlmsghdr *nlh;
-		int rem;
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return errno == EAGAIN ? -ETIMEDOUT : -errno;
-		}
-		rem = (int)n;
-		for (nlh = (const struct nlmsghdr *)rx; mnl_nlmsg_ok(nlh, rem); nlh = mnl_nlmsg_next(nlh, &rem)) {
-			uint32_t offs;
-			int err;
-
-			if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_seq < seq0 ||
-			    nlh->nlmsg_seq > seq0 + n_msgs)
-				continue; /* a stale answer of an earlier, timed out batch */
-			err = ack_parse(nlh, &offs);
-			if (err && !first) {
-				first = err;
-				*ret_seq = nlh->nlmsg_seq;
-				*ret_offs = offs;
-			}
-			if (nlh->nlmsg_seq == seq0)
-				return first ? first : -EPROTO;
-			acked++;
-		}
-	}
-	return first;
-}
-
-/* A netlink socket of the lock for the element batches. */
-static int lock_socket_open(struct sockmig_flowlock *l)
-{
-	struct timeval tv = { .tv_sec = ACK_TIMEOUT_S };
-	int one = 1, fd;
-
-	l->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-	if (!l->nl)
-		return -errno;
-	if (mnl_socket_bind(l->nl, 0, MNL_SOCKET_AUTOPID) < 0)
-		return -errno;
-	l->portid = mnl_socket_get_portid(l->nl);
-	fd = mnl_socket_get_fd(l->nl);
-	/* Small answers (no copy of a 64 KiB request in each error) that name
-	 * the refused element. */
-	(void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
-	(void)setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
-		return -errno;
-	l->sndbuf = 0;
-	l->seq = (uint32_t)sm_now_ns();
-	return 0;
-}
-
 /* ---- locks ---- */
 
 int sockmig_flowlock_new(unsigned flags, struct sockmig_capture *cap, struct sockmig_flowlock **ret)
@@ -304,7 +163,7 @@ int sockmig_flowlock_new(unsigned flags, struct sockmig_capture *cap, struct soc
 		return sm_fail(-ENOMEM, "cannot allocate a flow lock");
 	l->flags = flags;
 	snprintf(l->tag, sizeof(l->tag), "f%d_%u", (int)getpid(), __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
-	r = lock_socket_open(l);
+	r = sm_nft_open(&l->nl);
 	if (r < 0) {
 		r = sm_fail(r, "cannot open a netfilter netlink socket for a flow lock: %s", strerror(-r));
 		goto out_close;
@@ -357,8 +216,7 @@ int sockmig_flowlock_new(unsigned flags, struct sockmig_capture *cap, struct soc
 out_free:
 	nft_ctx_free(l->nft);
 out_close:
-	if (l->nl)
-		mnl_socket_close(l->nl);
+	sm_nft_close(&l->nl);
 	free(l);
 	return r;
 }
@@ -374,15 +232,15 @@ out_close:
 static int lock_delete(struct sockmig_flowlock *l, bool with_table)
 {
 	uint8_t buf[4096];
-	uint32_t seq0 = l->seq, n_msgs = 0, bad_seq, offs;
+	uint32_t seq0 = l->nl.seq, n_msgs = 0, bad_seq, offs;
 	struct nlmsghdr *nlh;
 	char name[48];
 	size_t len;
 
-	len = batch_begin(buf, seq0);
+	len = sm_nft_batch_begin(buf, seq0);
 	for (int c = 0; c < 2; c++) {
 		snprintf(name, sizeof(name), "%s_%s", l->tag, c ? "out" : "in");
-		nlh = msg_put(buf + len, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELCHAIN, NLM_F_ACK, seq0 + ++n_msgs,
+		nlh = sm_nft_msg_put(buf + len, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELCHAIN, NLM_F_ACK, seq0 + ++n_msgs,
 			      NFPROTO_INET, 0);
 		mnl_attr_put_strz(nlh, NFTA_CHAIN_TABLE, TABLE);
 		mnl_attr_put_strz(nlh, NFTA_CHAIN_NAME, name);
@@ -390,21 +248,70 @@ static int lock_delete(struct sockmig_flowlock *l, bool with_table)
 	}
 	for (int k = 0; k < SET_N; k++) {
 		snprintf(name, sizeof(name), "%s_%s", l->tag, set_suffix[k]);
-		nlh = msg_put(buf + len, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSET, NLM_F_ACK, seq0 + ++n_msgs,
+		nlh = sm_nft_msg_put(buf + len, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELSET, NLM_F_ACK, seq0 + ++n_msgs,
 			      NFPROTO_INET, 0);
 		mnl_attr_put_strz(nlh, NFTA_SET_TABLE, TABLE);
 		mnl_attr_put_strz(nlh, NFTA_SET_NAME, name);
 		len += nlh->nlmsg_len;
 	}
 	if (with_table) {
-		nlh = msg_put(buf + len, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE, NLM_F_ACK | NLM_F_NONREC,
+		nlh = sm_nft_msg_put(buf + len, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE, NLM_F_ACK | NLM_F_NONREC,
 			      seq0 + ++n_msgs, NFPROTO_INET, 0);
 		mnl_attr_put_strz(nlh, NFTA_TABLE_NAME, TABLE);
 		len += nlh->nlmsg_len;
 	}
-	len += batch_end(buf + len, seq0 + n_msgs + 1);
-	l->seq += n_msgs + 2;
-	return batch_send(l, buf, len, seq0, n_msgs, &bad_seq, &offs);
+	len += sm_nft_batch_end(buf + len, seq0 + n_msgs + 1);
+	l->nl.seq += n_msgs + 2;
+	return sm_nft_batch_send(&l->nl, buf, len, seq0, n_msgs, &bad_seq, &offs);
+}
+
+int sockmig_flowlock_purge_dead(void)
+{
+	struct sockmig_flowlock *l;
+	const char *out, *p;
+	int r, n = 0;
+
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return sm_fail(-ENOMEM, "cannot allocate a flow lock");
+	r = sm_nft_open(&l->nl);
+	if (r < 0) {
+		r = sm_fail(r, "cannot open a netfilter netlink socket: %s", strerror(-r));
+		goto out_free;
+	}
+	l->nft = nft_ctx_new(NFT_CTX_DEFAULT);
+	if (!l->nft) {
+		r = sm_fail(-ENOMEM, "cannot create an nftables context");
+		goto out_close;
+	}
+	nft_ctx_buffer_output(l->nft);
+	nft_ctx_buffer_error(l->nft);
+	r = 0;
+	if (nft_run_cmd_from_buffer(l->nft, "list table inet " TABLE) != 0)
+		goto out_nft; /* no table: nothing to purge */
+	out = nft_ctx_get_output_buffer(l->nft);
+	/* "chain f<pid>_<n>_in {": the tag names the process that made it */
+	for (p = out ? strstr(out, "chain f") : NULL; p; p = strstr(p + 1, "chain f")) {
+		int pid;
+		unsigned idx;
+
+		if (sscanf(p, "chain f%d_%u_in ", &pid, &idx) != 2 || pid <= 0)
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue; /* alive, or not ours to judge */
+		snprintf(l->tag, sizeof(l->tag), "f%d_%u", pid, idx);
+		if (lock_delete(l, true) == -EBUSY)
+			(void)lock_delete(l, false);
+		n++;
+	}
+	r = n;
+out_nft:
+	nft_ctx_free(l->nft);
+out_close:
+	sm_nft_close(&l->nl);
+out_free:
+	free(l);
+	return r;
 }
 
 void sockmig_flowlock_free(struct sockmig_flowlock *l)
@@ -416,7 +323,7 @@ void sockmig_flowlock_free(struct sockmig_flowlock *l)
 	if (lock_delete(l, true) == -EBUSY)
 		(void)lock_delete(l, false);
 	nft_ctx_free(l->nft);
-	mnl_socket_close(l->nl);
+	sm_nft_close(&l->nl);
 	free(l);
 }
 
@@ -425,12 +332,6 @@ void sockmig_flowlock_free(struct sockmig_flowlock *l)
 /* Largest key: proto . ip6 . port . ip6 . port, each part in a 4-byte
  * register of its own. */
 #define KEY_MAX (4 + 16 + 4 + 16 + 4)
-
-static size_t key_put(uint8_t *key, size_t off, const void *v, size_t len)
-{
-	memcpy(key + off, v, len);
-	return off + ((len + 3) & ~(size_t)3);
-}
 
 /* Classify a flow and build its set key as nf_tables stores a
  * concatenation: every part padded to 32 bits, the protocol as one byte,
@@ -451,7 +352,7 @@ static int flow_key(const struct sockmig_flow *fl, bool syn, enum set_kind *ret_
 	if (syn && (fl->proto != IPPROTO_TCP || fl->remote.family))
 		return -EINVAL;
 	memset(key, 0, KEY_MAX);
-	len = key_put(key, 0, &fl->proto, 1);
+	len = sm_nft_key_put(key, 0, &fl->proto, 1);
 	if (fl->remote.family) {
 		int rf = sm_flow_family(&fl->remote);
 		const uint8_t *ra;
@@ -461,17 +362,17 @@ static int flow_key(const struct sockmig_flow *fl, bool syn, enum set_kind *ret_
 			return -EINVAL;
 		ra = rf == AF_INET && fl->remote.family == AF_INET6 ? fl->remote.addr + 12 : fl->remote.addr;
 		k = lf == AF_INET ? SET_C4 : SET_C6;
-		len = key_put(key, len, la, alen);
-		len = key_put(key, len, &lp, 2);
-		len = key_put(key, len, ra, alen);
-		len = key_put(key, len, &rp, 2);
+		len = sm_nft_key_put(key, len, la, alen);
+		len = sm_nft_key_put(key, len, &lp, 2);
+		len = sm_nft_key_put(key, len, ra, alen);
+		len = sm_nft_key_put(key, len, &rp, 2);
 	} else if (sm_addr_is_any(&fl->local)) {
 		k = syn ? SET_SP : SET_P;
-		len = key_put(key, len, &lp, 2);
+		len = sm_nft_key_put(key, len, &lp, 2);
 	} else {
 		k = lf == AF_INET ? (syn ? SET_S4 : SET_L4) : (syn ? SET_S6 : SET_L6);
-		len = key_put(key, len, la, alen);
-		len = key_put(key, len, &lp, 2);
+		len = sm_nft_key_put(key, len, la, alen);
+		len = sm_nft_key_put(key, len, &lp, 2);
 	}
 	*ret_kind = k;
 	*ret_len = len;
@@ -520,14 +421,14 @@ static int flows_update(struct sockmig_flowlock *l, const struct sockmig_flow *f
 	}
 	/* Per element at most 3 attribute headers and the key; per message
 	 * the headers and names; begin and end. */
-	n_msgs_max = SET_N + n * (12 + KEY_MAX) / (ELEMS_MSG_MAX - 12 - KEY_MAX) + 1;
+	n_msgs_max = SET_N + n * (12 + KEY_MAX) / (SM_NFT_ELEMS_MSG_MAX - 12 - KEY_MAX) + 1;
 	cap = n * (12 + KEY_MAX) + (n_msgs_max + 2) * 128;
 	buf = malloc(cap);
 	if (!buf)
 		return sm_fail(-ENOMEM, "cannot allocate the nftables batch for %zu flows", n);
 
-	seq0 = l->seq;
-	len = batch_begin(buf, seq0);
+	seq0 = l->nl.seq;
+	len = sm_nft_batch_begin(buf, seq0);
 	for (int k = 0; k < SET_N; k++) {
 		struct nlmsghdr *nlh = NULL;
 		struct nlattr *list = NULL;
@@ -543,14 +444,14 @@ static int flows_update(struct sockmig_flowlock *l, const struct sockmig_flow *f
 
 			if (kinds[i] != k)
 				continue;
-			if (nlh && (uint8_t *)mnl_nlmsg_get_payload_tail(nlh) - (uint8_t *)list > ELEMS_MSG_MAX) {
+			if (nlh && (uint8_t *)mnl_nlmsg_get_payload_tail(nlh) - (uint8_t *)list > SM_NFT_ELEMS_MSG_MAX) {
 				mnl_attr_nest_end(nlh, list);
 				len += nlh->nlmsg_len;
 				nlh = NULL;
 			}
 			if (!nlh) {
 				n_msgs++;
-				nlh = msg_put(buf + len,
+				nlh = sm_nft_msg_put(buf + len,
 					      (NFNL_SUBSYS_NFTABLES << 8) | (add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM),
 					      NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0), seq0 + n_msgs,
 					      NFPROTO_INET, 0);
@@ -570,10 +471,10 @@ static int flows_update(struct sockmig_flowlock *l, const struct sockmig_flow *f
 		mnl_attr_nest_end(nlh, list);
 		len += nlh->nlmsg_len;
 	}
-	len += batch_end(buf + len, seq0 + n_msgs + 1);
-	l->seq += n_msgs + 2;
+	len += sm_nft_batch_end(buf + len, seq0 + n_msgs + 1);
+	l->nl.seq += n_msgs + 2;
 
-	r = batch_send(l, buf, len, seq0, n_msgs, &bad_seq, &bad_offs);
+	r = sm_nft_batch_send(&l->nl, buf, len, seq0, n_msgs, &bad_seq, &bad_offs);
 	if (r == 0)
 		return 0;
 	for (i = 0; i < n; i++)

@@ -4,6 +4,7 @@
 #include <linux/if.h>
 #include <linux/if_addr.h>
 #include <linux/if_bridge.h>
+#include <linux/fib_rules.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -536,7 +537,7 @@ static int addr_check(const struct sm_rtnl_addr *a, const char *what)
 	return 0;
 }
 
-int sm_rtnl_addr_add(struct sm_rtnl *r, const struct sm_rtnl_addr *a)
+static int addr_new(struct sm_rtnl *r, const struct sm_rtnl_addr *a, uint16_t how)
 {
 	char cause[256], desc[32], text[SM_RTNL_ADDR_STRLEN];
 	struct nlmsghdr *nlh;
@@ -544,14 +545,31 @@ int sm_rtnl_addr_add(struct sm_rtnl *r, const struct sm_rtnl_addr *a)
 
 	if (err < 0)
 		return err;
-	nlh = addr_msg(r, RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, a);
+	nlh = addr_msg(r, RTM_NEWADDR, NLM_F_CREATE | how, a);
 	if (a->flags)
 		mnl_attr_put_u32(nlh, IFA_FLAGS, a->flags);
+	/* Without IFA_CACHEINFO the address lives forever (a change with
+	 * NLM_F_REPLACE makes a temporary one permanent). */
+	if (a->valid_s) {
+		struct ifa_cacheinfo ci = { .ifa_prefered = a->valid_s, .ifa_valid = a->valid_s };
+
+		mnl_attr_put(nlh, IFA_CACHEINFO, sizeof(ci), &ci);
+	}
 	err = rtnl_talk(r, nlh, NULL, NULL);
 	if (err < 0)
 		return sm_fail(err, "cannot add address %s to interface %s: %s", sm_rtnl_addr_format(a, text, sizeof(text)),
 			       ifdesc(r, a->ifindex, desc, sizeof(desc)), rtnl_cause(r, err, cause, sizeof(cause)));
 	return 0;
+}
+
+int sm_rtnl_addr_add(struct sm_rtnl *r, const struct sm_rtnl_addr *a)
+{
+	return addr_new(r, a, NLM_F_EXCL);
+}
+
+int sm_rtnl_addr_change(struct sm_rtnl *r, const struct sm_rtnl_addr *a)
+{
+	return addr_new(r, a, NLM_F_REPLACE);
 }
 
 int sm_rtnl_addr_del(struct sm_rtnl *r, const struct sm_rtnl_addr *a)
@@ -652,5 +670,127 @@ int sm_rtnl_addr_dump(struct sm_rtnl *r, int family, int ifindex, struct sm_rtnl
 	}
 	*ret = d.v;
 	*ret_n = d.n;
+	return 0;
+}
+
+/* ---- policy rules ---- */
+
+static const char *family_name(int family)
+{
+	return family == AF_INET ? "IPv4" : family == AF_INET6 ? "IPv6" : "unknown family";
+}
+
+static const char *rule_format(const struct sm_rtnl_rule *rule, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s fwmark 0x%x/0x%x lookup %u pref %u", family_name(rule->family), rule->fwmark,
+		 rule->fwmask, rule->table, rule->priority);
+	return buf;
+}
+
+static struct nlmsghdr *rule_msg(struct sm_rtnl *r, uint16_t type, uint16_t flags, const struct sm_rtnl_rule *rule)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(r->buf);
+	struct fib_rule_hdr *frh;
+
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+	frh = mnl_nlmsg_put_extra_header(nlh, sizeof(*frh));
+	frh->family = (uint8_t)rule->family;
+	frh->action = FR_ACT_TO_TBL;
+	/* Tables above 255 only fit the attribute. */
+	frh->table = rule->table < 256 ? (uint8_t)rule->table : RT_TABLE_UNSPEC;
+	mnl_attr_put_u32(nlh, FRA_TABLE, rule->table);
+	mnl_attr_put_u32(nlh, FRA_PRIORITY, rule->priority);
+	mnl_attr_put_u32(nlh, FRA_FWMARK, rule->fwmark);
+	mnl_attr_put_u32(nlh, FRA_FWMASK, rule->fwmask);
+	return nlh;
+}
+
+int sm_rtnl_rule_add(struct sm_rtnl *r, const struct sm_rtnl_rule *rule)
+{
+	char cause[256], desc[96];
+	int err;
+
+	if (rule->family != AF_INET && rule->family != AF_INET6)
+		return sm_fail(-EINVAL, "cannot add a policy rule of family %d", rule->family);
+	err = rtnl_talk(r, rule_msg(r, RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, rule), NULL, NULL);
+	if (err < 0)
+		return sm_fail(err, "cannot add policy rule %s: %s", rule_format(rule, desc, sizeof(desc)),
+			       rtnl_cause(r, err, cause, sizeof(cause)));
+	return 0;
+}
+
+int sm_rtnl_rule_del(struct sm_rtnl *r, const struct sm_rtnl_rule *rule)
+{
+	char cause[256], desc[96];
+	int err;
+
+	if (rule->family != AF_INET && rule->family != AF_INET6)
+		return sm_fail(-EINVAL, "cannot delete a policy rule of family %d", rule->family);
+	err = rtnl_talk(r, rule_msg(r, RTM_DELRULE, 0, rule), NULL, NULL);
+	if (err < 0)
+		return sm_fail(err, "cannot delete policy rule %s: %s", rule_format(rule, desc, sizeof(desc)),
+			       rtnl_cause(r, err, cause, sizeof(cause)));
+	return 0;
+}
+
+/* ---- routes ---- */
+
+static const char *route_format(const struct sm_rtnl_route *rt, char *buf, size_t size)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	inet_ntop(rt->family, &rt->dst, host, sizeof(host));
+	snprintf(buf, size, "%s%s/%u table %u", rt->type == RTN_LOCAL ? "local " : "", host, rt->dst_len, rt->table);
+	return buf;
+}
+
+static struct nlmsghdr *route_msg(struct sm_rtnl *r, uint16_t type, uint16_t flags, const struct sm_rtnl_route *rt)
+{
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(r->buf);
+	struct rtmsg *rtm;
+
+	nlh->nlmsg_type = type;
+	nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+	rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+	rtm->rtm_family = (uint8_t)rt->family;
+	rtm->rtm_dst_len = rt->dst_len;
+	rtm->rtm_table = rt->table < 256 ? (uint8_t)rt->table : RT_TABLE_UNSPEC;
+	rtm->rtm_protocol = RTPROT_STATIC;
+	rtm->rtm_type = rt->type;
+	rtm->rtm_scope = rt->type == RTN_LOCAL ? RT_SCOPE_HOST : RT_SCOPE_UNIVERSE;
+	mnl_attr_put_u32(nlh, RTA_TABLE, rt->table);
+	if (rt->dst_len)
+		mnl_attr_put(nlh, RTA_DST, addr_len(rt->family), &rt->dst);
+	if (rt->oif > 0)
+		mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)rt->oif);
+	return nlh;
+}
+
+int sm_rtnl_route_replace(struct sm_rtnl *r, const struct sm_rtnl_route *rt)
+{
+	char cause[256], desc[96];
+	int err;
+
+	if (rt->family != AF_INET && rt->family != AF_INET6)
+		return sm_fail(-EINVAL, "cannot add a route of family %d", rt->family);
+	err = rtnl_talk(r, route_msg(r, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, rt), NULL, NULL);
+	if (err < 0)
+		return sm_fail(err, "cannot add route %s: %s", route_format(rt, desc, sizeof(desc)),
+			       rtnl_cause(r, err, cause, sizeof(cause)));
+	return 0;
+}
+
+int sm_rtnl_route_del(struct sm_rtnl *r, const struct sm_rtnl_route *rt)
+{
+	char cause[256], desc[96];
+	int err;
+
+	if (rt->family != AF_INET && rt->family != AF_INET6)
+		return sm_fail(-EINVAL, "cannot delete a route of family %d", rt->family);
+	err = rtnl_talk(r, route_msg(r, RTM_DELROUTE, 0, rt), NULL, NULL);
+	if (err < 0)
+		return sm_fail(err, "cannot delete route %s: %s", route_format(rt, desc, sizeof(desc)),
+			       rtnl_cause(r, err, cause, sizeof(cause)));
 	return 0;
 }

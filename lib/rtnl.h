@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * A small rtnetlink client on libmnl: links (bridge, veth, up/down, master),
- * addresses (IPv4 and IPv6: add, delete, dump) and waiting for links to
- * become operational.
+ * addresses (IPv4 and IPv6: add, delete, dump), waiting for links to
+ * become operational, and the policy rules and routes of the flow routes
+ * (fwmark rules, local routes in a table of their own).
  *
  * A handle talks to the network namespace its socket was created in, for
  * its whole life (sm_rtnl_open_in()). Every request is acknowledged and a
@@ -60,6 +61,7 @@ struct sm_rtnl_addr {
 	uint8_t prefixlen;
 	uint8_t scope;  /* RT_SCOPE_*; dumps fill it, add uses RT_SCOPE_UNIVERSE if 0 */
 	uint32_t flags; /* IFA_F_*, e.g. IFA_F_NODAD */
+	uint32_t valid_s; /* add/change: its valid (and preferred) lifetime in s; 0: forever */
 	union {
 		struct in_addr v4;
 		struct in6_addr v6;
@@ -74,10 +76,47 @@ const char *sm_rtnl_addr_format(const struct sm_rtnl_addr *a, char *buf, size_t 
 
 /* Add an address; -EEXIST if the interface has it already. */
 int sm_rtnl_addr_add(struct sm_rtnl *r, const struct sm_rtnl_addr *a);
+/* Add an address, or set the lifetime (valid_s) of one the interface has. */
+int sm_rtnl_addr_change(struct sm_rtnl *r, const struct sm_rtnl_addr *a);
 /* Delete an address; -EADDRNOTAVAIL if the interface does not have it. */
 int sm_rtnl_addr_del(struct sm_rtnl *r, const struct sm_rtnl_addr *a);
 /* All addresses of family (AF_UNSPEC: both) on ifindex (0: every interface).
  * *ret is malloc'ed (free() it), *ret_n its length. */
 int sm_rtnl_addr_dump(struct sm_rtnl *r, int family, int ifindex, struct sm_rtnl_addr **ret, size_t *ret_n);
+
+/* ---- policy rules ---- */
+
+/* "fwmark MARK/MASK lookup TABLE pref PRIORITY" of one family. */
+struct sm_rtnl_rule {
+	int family; /* AF_INET or AF_INET6 */
+	uint32_t priority;
+	uint32_t fwmark, fwmask;
+	uint32_t table;
+};
+
+/* Add the rule; -EEXIST if the same rule exists (the kernel would add a
+ * duplicate without NLM_F_EXCL, so the caller can tell). */
+int sm_rtnl_rule_add(struct sm_rtnl *r, const struct sm_rtnl_rule *rule);
+/* Delete one such rule; -ENOENT if there is none. */
+int sm_rtnl_rule_del(struct sm_rtnl *r, const struct sm_rtnl_rule *rule);
+
+/* ---- routes ---- */
+
+struct sm_rtnl_route {
+	int family;      /* AF_INET or AF_INET6 */
+	uint8_t type;    /* RTN_LOCAL, RTN_UNICAST, ... */
+	uint8_t dst_len; /* 0: every destination */
+	uint32_t table;
+	int oif;
+	union {
+		struct in_addr v4;
+		struct in6_addr v6;
+	} dst;
+};
+
+/* Add or replace the route (RTN_LOCAL: scope host, else universe). */
+int sm_rtnl_route_replace(struct sm_rtnl *r, const struct sm_rtnl_route *rt);
+/* Delete it; -ESRCH if there is no such route. */
+int sm_rtnl_route_del(struct sm_rtnl *r, const struct sm_rtnl_route *rt);
 
 #endif
