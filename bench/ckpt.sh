@@ -6,7 +6,8 @@
 # point); no lab, no network namespace is made or touched.
 #
 #   bench/ckpt.sh [--runs R] [--mem "1 16 64 256 1024"] [--maps "10 1000 10000"]
-#                 [--disk "256"] [--out DIR] [--profile MIB]
+#                 [--disk "256"] [--precopy "1 64 1024"] [--rounds 3] [--dirty-pages 1]
+#                 [--out DIR] [--profile MIB]
 #
 # The target is build/bench/ckpt_mem (see its header): --mem MIB writes every
 # word of one anonymous mapping with a non-zero pseudo-random value (zero
@@ -36,6 +37,25 @@
 # free (original + image + the restore's staging + the new process) is
 # skipped with a note.
 #
+# Pre-copy rows (--precopy MIB..., "" for none; tests/progs/ckpt_tool and
+# pre-copy in lib/ckpt_precopy.c), per run:
+#   1. start the target with --dirty-pages D (default 1: it changes one word
+#      in D random pages after every 1 ms sleep, about 1,000 pages a
+#      second), wait for "ready";
+#   2. `ckpt_tool dump-precopy PID IMAGE R resume 200 mark`: pre-copy
+#      started, R rounds (default 3) 200 ms apart, SIGUSR1 to the target
+#      200 ms before the freeze (its longest pause during the pre-copy:
+#      the start's injection stop, or the CPU the rounds take), then the
+#      dump with the pre-copy, resume; SIGUSR1 again: the longest pause
+#      since, minus 1 ms, is **frozen**. The tool's own stop-to-resume time
+#      and the final dump's time and pages are kept too;
+#   3. `ckpt_tool dump-precopy ... kill` again into IMAGE, then `ckpt_tool
+#      restore IMAGE`: the store reads the rounds (store ms, not frozen),
+#      then prepare + run + release from the store and the final image is
+#      what a destination does while the process is frozen (**restore from
+#      store**). The restored target recomputes its running checksum: a
+#      run counts only if it equals the one it carried (sum = want).
+#
 # Prints medians over the good runs. MiB/s is the image's size over the
 # median time. Raw runs (DIR/runs.tsv) and every program's output stay in
 # DIR (default: a new /tmp/sockmig-test.bench_ckpt.*).
@@ -52,6 +72,9 @@ RUNS=5
 MEMS="1 16 64 256 1024"
 MAPS="10 1000 10000"
 DISK="256"
+PRECOPY="1 64 1024"
+ROUNDS=3
+DIRTY=1
 OUT=
 PROFILE=
 INTERVAL_US=1000
@@ -61,14 +84,17 @@ while [ $# -gt 0 ]; do
 	--mem) MEMS=$2; shift 2 ;;
 	--maps) MAPS=$2; shift 2 ;;
 	--disk) DISK=$2; shift 2 ;;
+	--precopy) PRECOPY=$2; shift 2 ;;
+	--rounds) ROUNDS=$2; shift 2 ;;
+	--dirty-pages) DIRTY=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	--profile) PROFILE=$2; shift 2 ;;
 	-h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-	*) echo "usage: $0 [--runs R] [--mem \"1 16 256\"] [--maps \"10 1000\"] [--disk \"256\"] [--out DIR] [--profile MIB]" >&2; exit 2 ;;
+	*) echo "usage: $0 [--runs R] [--mem \"1 16 256\"] [--maps \"10 1000\"] [--disk \"256\"] [--precopy \"1 64 1024\"] [--rounds R] [--dirty-pages D] [--out DIR] [--profile MIB]" >&2; exit 2 ;;
 	esac
 done
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "--runs takes a positive number" >&2; exit 2; }
-for v in $MEMS $MAPS $DISK $PROFILE; do
+for v in $MEMS $MAPS $DISK $PRECOPY $PROFILE $ROUNDS $DIRTY; do
 	[[ $v =~ ^[0-9]+$ ]] || { echo "sizes and counts are numbers, not $v" >&2; exit 2; }
 done
 
@@ -81,7 +107,9 @@ if [ -n "$OUT" ]; then
 	T_DIR=$(cd "$OUT" && pwd)
 fi
 TARGET=$T_BUILD/bench/ckpt_mem
+TOOL=$T_BUILD/tests/progs/ckpt_tool
 [ -x "$TARGET" ] || t_fail "$TARGET is not built; run make"
+[ -z "$PRECOPY" ] || [ -x "$TOOL" ] || t_fail "$TOOL is not built; run make"
 SHM=$(mktemp -d /dev/shm/sockmig-bench-ckpt.XXXXXX) || t_fail "cannot make a directory on /dev/shm"
 DISKDIR=$T_DIR/images # on /tmp's filesystem (T_DIR is under /tmp unless --out says otherwise)
 mkdir -p "$DISKDIR"
@@ -268,6 +296,90 @@ table() {
 	printf '\nraw runs and logs: %s\n' "$T_DIR"
 }
 
+# ---- pre-copy rows ----
+PCRAW=$T_DIR/precopy.tsv
+printf 'row\trun\tstatus\tround1_ms\tlast_pages\tgap_ms\tfrozen_ms\ttool_frozen_ms\tfinal_pages\tdump_ms\tstore_ms\tstore_mib\trestore_ms\tidle_ms\tnote\n' >"$PCRAW"
+
+run_precopy() { # MIB K: one run; appends a row to $PCRAW
+	local mib=$1 k=$2 tag="pc$1-$2" img st=ok note='' out line rpid n
+	local r1='' lastp='' gap='' frozen='' tfrozen='' fpages='' dump='' store='' smib='' restore='' idle=''
+	img=$SHM/$tag.img
+	fail() { st=FAIL; note=$*; log "$tag: FAIL: $*"; }
+
+	while :; do
+		start_target "$tag" --mem "$mib" --dirty-pages "$DIRTY" || { fail "target not ready"; break; }
+		sleep 0.5 # an idle stretch, for the noise floor (gap n=1)
+		kill -USR1 "$TPID"
+		wait_line "$T_DIR/$tag.out" '^gap n=1 ' 10 || { fail "no gap line"; break; }
+		"$TOOL" dump-precopy "$TPID" "$img.live" "$ROUNDS" resume 200 mark >"$T_DIR/$tag-live.out" 2>&1 ||
+			{ fail "dump-precopy: $(tail -1 "$T_DIR/$tag-live.out")"; break; }
+		rm -f "$img.live"
+		kill -USR1 "$TPID"
+		wait_line "$T_DIR/$tag.out" '^gap n=3 ' 10 || { fail "no gap line after the freeze (did it survive?)"; break; }
+		# its longest pause while nothing was done to it: the noise floor
+		idle=$(awk -v g="$(field "$(grep '^gap n=1 ' "$T_DIR/$tag.out")" max_us)" -v i="$INTERVAL_US" 'BEGIN { printf "%.2f", (g - i) / 1000 }')
+		gap=$(awk -v g="$(field "$(grep '^gap n=2 ' "$T_DIR/$tag.out")" max_us)" -v i="$INTERVAL_US" 'BEGIN { printf "%.2f", (g - i) / 1000 }')
+		frozen=$(awk -v g="$(field "$(grep '^gap n=3 ' "$T_DIR/$tag.out")" max_us)" -v i="$INTERVAL_US" 'BEGIN { printf "%.2f", (g - i) / 1000 }')
+		r1=$(field "$(grep '^round 1 ' "$T_DIR/$tag-live.out")" ms)
+		lastp=$(field "$(grep "^round $ROUNDS " "$T_DIR/$tag-live.out")" pages)
+		line=$(grep '^final ' "$T_DIR/$tag-live.out")
+		tfrozen=$(field "$line" frozen_ms)
+		fpages=$(field "$line" pages)
+		dump=$(field "$line" dump_ms)
+
+		"$TOOL" dump-precopy "$TPID" "$img" "$ROUNDS" kill 200 >"$T_DIR/$tag-dump.out" 2>&1 ||
+			{ fail "dump-precopy (kill): $(tail -1 "$T_DIR/$tag-dump.out")"; break; }
+		unset "T_PIDS[$tag]"
+		out=$("$TOOL" restore "$img" "$T_DIR/$tag-r.out" 2>"$T_DIR/$tag-restore.err")
+		n=$?
+		[ "$n" = 0 ] || { fail "restore: $out $(tail -1 "$T_DIR/$tag-restore.err")"; break; }
+		rpid=$(sed -nE 's/^restored pid ([0-9]+)$/\1/p' <<<"$out")
+		[ -n "$rpid" ] || { fail "restore printed no pid: $out"; break; }
+		T_PIDS[$tag-r]=$rpid
+		line=$(grep '^store ' "$T_DIR/$tag-restore.err")
+		store=$(field "$line" ms)
+		smib=$(field "$line" mib)
+		line=$(grep '^prepare_ms=' "$T_DIR/$tag-restore.err")
+		restore=$(awk -v a="$(field "$line" prepare_ms)" -v b="$(field "$line" run_ms)" -v c="$(field "$line" release_ms)" \
+			'BEGIN { printf "%.2f", a + b + c }')
+		wait_line "$T_DIR/$tag-r.out" '^restored ' 300 || { fail "the restored process said nothing"; break; }
+		line=$(grep -m1 '^restored ' "$T_DIR/$tag-r.out")
+		[ "$(field "$line" sum)" = "$(field "$line" want)" ] || { fail "memory checksum $(field "$line" sum), carried $(field "$line" want)"; break; }
+		break
+	done
+	rm -f "$img" "$img.live"
+	t_kill "$tag"
+	if [ -n "${T_PIDS[$tag-r]:-}" ]; then
+		for n in $(seq 50); do kill -0 "${T_PIDS[$tag-r]}" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "${T_PIDS[$tag-r]}" 2>/dev/null
+		unset "T_PIDS[$tag-r]"
+	fi
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${mib}MiB" "$k" "$st" "${r1:--}" "${lastp:--}" \
+		"${gap:--}" "${frozen:--}" "${tfrozen:--}" "${fpages:--}" "${dump:--}" "${store:--}" "${smib:--}" "${restore:--}" \
+		"${idle:--}" "$note" >>"$PCRAW"
+	log "$tag: $st round1=${r1:--} ms last_round=${lastp:--} pages gap=${gap:--} ms frozen=${frozen:--} ms (tool ${tfrozen:--}) final=${fpages:--} pages dump=${dump:--} ms store=${store:--} ms restore=${restore:--} ms $note"
+}
+
+pc_table() {
+	local r all ok c
+	pcol() { awk -F'\t' -v r="$1" -v c="$2" '$1 == r && $3 == "ok" && $c != "-" { print $c }' "$PCRAW" | median; }
+	printf '\npre-copy: %s rounds 200 ms apart, the target dirtying %s page(s) per ms; medians over the good runs\n' "$ROUNDS" "$DIRTY"
+	printf 'idle: its longest pause when left alone (the noise floor); gap: its longest pause during the pre-copy;\n'
+	printf 'frozen: its pause at the freeze (tool: stop to resume);\n'
+	printf 'restore from store: prepare + run + release once the rounds are in (what D does while the process is frozen)\n\n'
+	printf '| row | runs ok | round 1 ms | pages in round %s | idle ms | gap ms | frozen ms | tool frozen ms | final dump pages | final dump ms | store read ms (MiB) | restore from store ms |\n' "$ROUNDS"
+	printf '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+	for r in $PRECOPY; do
+		all=$(awk -F'\t' -v r="${r}MiB" '$1 == r' "$PCRAW" | wc -l)
+		[ "$all" -gt 0 ] || continue
+		ok=$(awk -F'\t' -v r="${r}MiB" '$1 == r && $3 == "ok"' "$PCRAW" | wc -l)
+		printf '| %s MiB | %s/%s | %s | %s | %s | %s | %s | %s | %s | %s | %s (%s) | %s |\n' "$r" "$ok" "$all" "$(pcol "${r}MiB" 4)" \
+			"$(pcol "${r}MiB" 5)" "$(pcol "${r}MiB" 14)" "$(pcol "${r}MiB" 6)" "$(pcol "${r}MiB" 7)" "$(pcol "${r}MiB" 8)" "$(pcol "${r}MiB" 9)" \
+			"$(pcol "${r}MiB" 10)" "$(pcol "${r}MiB" 11)" "$(pcol "${r}MiB" 12)" "$(pcol "${r}MiB" 13)"
+	done
+	printf '\nraw pre-copy runs: %s\n' "$PCRAW"
+}
+
 # ---- --profile: where the time goes ----
 profile() { # MIB
 	local mib=$1 tag img=$SHM/profile.img out rpid
@@ -343,5 +455,26 @@ for m in $DISK; do
 	row_wanted "${m}MiB" tmp $((3 * m + 256)) || continue
 	for k in $(seq "$RUNS"); do run_one "${m}MiB" tmp "$DISKDIR" "$k" --mem "$m"; done
 done
-table | tee "$T_DIR/table.md"
+PCROWS=
+for m in $PRECOPY; do
+	# original + image + the store + the restored copy, which share pages
+	if [ "$(avail_mib)" -lt $((3 * m + 256)) ]; then
+		SKIPPED+=("pre-copy row ${m} MiB skipped: $(avail_mib) MiB available, it needs about $((3 * m + 256)) MiB")
+		log "${SKIPPED[-1]}"
+		continue
+	fi
+	PCROWS="$PCROWS $m"
+	for k in $(seq "$RUNS"); do run_precopy "$m" "$k"; done
+done
+PRECOPY=$PCROWS
+{
+	if [ "${#ROWS[@]}" != 0 ]; then
+		table
+	else
+		printf '\nmachine: %s CPUs, %s, kernel %s, %s MiB available; sockmig %s; images on /dev/shm\n' "$(nproc)" \
+			"$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)" "$(uname -r)" "$(avail_mib)" \
+			"$(git -C "$T_ROOT" describe --always --dirty 2>/dev/null || echo '?')"
+	fi
+	[ -z "$PRECOPY" ] || pc_table
+} | tee "$T_DIR/table.md"
 exit 0

@@ -5,7 +5,7 @@
  * and a chosen number of mappings, which can tell whether its memory came
  * back intact and how long it was frozen.
  *
- *   ckpt_mem [--mem MIB] [--maps N] [--interval-us U]
+ *   ckpt_mem [--mem MIB] [--maps N] [--interval-us U] [--dirty-pages D]
  *
  * --mem MIB: one anonymous mapping of MIB MiB, every 8-byte word written
  * with a non-zero pseudo-random value (zero pages are left out of an image,
@@ -35,6 +35,17 @@
  *
  * and exits 0. Nothing that a restore might carry over (a signal handler, a
  * file) is used to tell it that it was restored.
+ *
+ * --dirty-pages D (for pre-copy): after each wake-up it changes one word in
+ * each of D pseudo-randomly chosen pages of the --mem mapping, so that it
+ * keeps dirtying about D pages every U us. Its memory then has no fixed
+ * hash: it keeps an additive checksum of every word up to date instead
+ * (sum over i of mix(i, word i)), and a restored copy prints
+ *
+ *   restored pid=P pidns=same|changed sum=S want=W
+ *
+ * with S computed again over its memory and W the running checksum it
+ * carried: equal when every page came back as it was at the freeze.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -113,6 +124,23 @@ static uint64_t hash(uint64_t h, const uint64_t *p, size_t words)
 	return h;
 }
 
+static uint64_t mix(uint64_t i, uint64_t w)
+{
+	uint64_t h = (i ^ 0x9e3779b97f4a7c15ull) * 0xff51afd7ed558ccdull;
+
+	h = (h ^ w ^ (h >> 31)) * 0xc4ceb9fe1a85ec53ull;
+	return h ^ (h >> 29);
+}
+
+static uint64_t add_sum(const uint64_t *p, size_t words)
+{
+	uint64_t s = 0;
+
+	for (size_t i = 0; i < words; i++)
+		s += mix(i, p[i]);
+	return s;
+}
+
 /* The inode of our pid namespace, 0 if it cannot be read. */
 static ino_t pidns_ino(void)
 {
@@ -165,7 +193,7 @@ static bool parse_ulong(const char *s, unsigned long max, unsigned long *ret)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: ckpt_mem [--mem MIB] [--maps N] [--interval-us U]\n");
+	fprintf(f, "usage: ckpt_mem [--mem MIB] [--maps N] [--interval-us U] [--dirty-pages D]\n");
 }
 
 int main(int argc, char *argv[])
@@ -174,10 +202,12 @@ int main(int argc, char *argv[])
 		{ "mem", required_argument, NULL, 'm' },
 		{ "maps", required_argument, NULL, 'n' },
 		{ "interval-us", required_argument, NULL, 'i' },
+		{ "dirty-pages", required_argument, NULL, 'd' },
 		{ "help", no_argument, NULL, 'h' },
 		{}
 	};
-	unsigned long mib = 0, nmaps = 0, interval = 1000;
+	unsigned long mib = 0, nmaps = 0, interval = 1000, dirty = 0;
+	uint64_t running = 0, rng = 0x2545f4914f6cdd1dull;
 	uint64_t *mem = NULL, state = 0x9e3779b97f4a7c15ull, sum, last, max_gap = 0;
 	uint8_t *maps = NULL;
 	unsigned long gaps = 0;
@@ -204,6 +234,12 @@ int main(int argc, char *argv[])
 		case 'i':
 			if (!parse_ulong(optarg, 10000000, &interval) || !interval) {
 				fprintf(stderr, "ckpt_mem: --interval-us takes 1..10000000, not %s\n", optarg);
+				return 2;
+			}
+			break;
+		case 'd':
+			if (!parse_ulong(optarg, 1ul << 20, &dirty)) {
+				fprintf(stderr, "ckpt_mem: --dirty-pages takes a count, not %s\n", optarg);
 				return 2;
 			}
 			break;
@@ -246,6 +282,12 @@ int main(int argc, char *argv[])
 	}
 	sum = hash(0xcbf29ce484222325ull, mem, (mib << 20) / 8);
 	sum = hash(sum, (const uint64_t *)maps, nmaps * PAGE / 8);
+	if (dirty && !mib) {
+		fprintf(stderr, "ckpt_mem: --dirty-pages needs --mem\n");
+		return 2;
+	}
+	if (dirty)
+		running = add_sum(mem, (mib << 20) / 8);
 
 	if (sigaction(SIGUSR1, &sa, NULL) < 0)
 		return 1;
@@ -261,13 +303,34 @@ int main(int argc, char *argv[])
 		uint64_t t;
 
 		nanosleep(&ts, NULL); /* EINTR (SIGUSR1) only makes a shorter gap */
+		/* one look per wake-up: a freeze between two looks would make
+		 * the restored copy take the wrong branch */
 		if ((pid_t)syscall(SYS_getpid) != pid || pidns_ino() != ns) {
-			uint64_t s = hash(0xcbf29ce484222325ull, mem, (mib << 20) / 8);
+			uint64_t s;
 
+			if (dirty) {
+				say("restored pid=%d pidns=%s sum=%016" PRIx64 " want=%016" PRIx64 "\n",
+				    (int)syscall(SYS_getpid), pidns_ino() != ns ? "changed" : "same",
+				    add_sum(mem, (mib << 20) / 8), running);
+				return 0;
+			}
+			s = hash(0xcbf29ce484222325ull, mem, (mib << 20) / 8);
 			s = hash(s, (const uint64_t *)maps, nmaps * PAGE / 8);
 			say("restored pid=%d pidns=%s sum=%016" PRIx64 "\n", (int)syscall(SYS_getpid),
 			    pidns_ino() != ns ? "changed" : "same", s);
 			return 0;
+		}
+		for (unsigned long k = 0; k < dirty; k++) {
+			size_t i;
+			uint64_t w;
+
+			/* the new value first, then the checksum: a stop between
+			 * the two is completed by whichever copy runs on */
+			i = (size_t)(next_word(&rng) % ((mib << 20) / 8));
+			w = next_word(&rng);
+			running -= mix(i, mem[i]);
+			mem[i] = w ? w : 1;
+			running += mix(i, mem[i]);
 		}
 		t = now_us();
 		if (t - last > max_gap)

@@ -24,7 +24,16 @@ enum {
 	CKPT_SEC_THREAD = 0x1005, /* registers, xstate, blocked mask, rseq */
 	/* 0x1006 was STDIO (fds 0..2) before ckpt_fd.c took every fd */
 	CKPT_SEC_VDSO = 0x1007,   /* the vdso's bytes, compared on restore */
+	/* pre-copy (ckpt_precopy.c, ckpt_pcstore.c); 0x1008..0x1017 are
+	 * ckpt_fd.c's and ckpt_task.c's */
+	CKPT_SEC_PRECOPY = 0x1018, /* process image: mappings whose pages the pre-copy store holds */
+	CKPT_SEC_DROP = 0x1019,    /* pages the store must forget (they read as zeros now) */
+	CKPT_SEC_ROUND = 0x101a,   /* pages image: the round, its mappings */
 };
+
+/* Image kind of one pre-copy round ("pages image"): ROUND, then PAGES and
+ * DROP sections. Kinds 1..3 are image.h's and move.h's. */
+#define CKPT_IMAGE_KIND_PAGES 4u
 
 #define CKPT_PAGE 4096ull
 /* Pages per PAGES section: 16 MiB, well below SM_IMAGE_MAX_SECTION. */
@@ -84,9 +93,52 @@ struct ckpt_info {
 	uint64_t xfeatures; /* the source's XCR0: state components the xstate may use */
 };
 
+/* ---- pre-copy ---- */
+
+#define CKPT_PC_ID_LEN 16
+/* Range flags: in a ROUND, NEW means "forget what you hold here first";
+ * ranges without it keep what earlier rounds sent. PRECOPY ranges carry
+ * no flag (bit 1, LAZY, is kept for pages served on demand later and is
+ * refused today). */
+enum { CKPT_PC_NEW = 1u << 0, CKPT_PC_LAZY = 1u << 1 };
+#define CKPT_PC_MAX_RANGES CKPT_MAX_VMAS
+/* A mapping larger than this is never pre-copied (dumped whole at the
+ * freeze): the store reserves address space for the whole of each. */
+#define CKPT_PC_VMA_MAX (64ull << 30)
+
+struct ckpt_pc_range {
+	uint64_t start, end;
+	uint32_t flags; /* CKPT_PC_* */
+};
+
+/* A ROUND or PRECOPY payload: which pre-copy this is, the round, ranges. */
+struct ckpt_pc_ranges {
+	uint8_t id[CKPT_PC_ID_LEN];
+	uint32_t round;
+	struct ckpt_pc_range *r; /* sorted, disjoint, page-aligned */
+	size_t n;
+};
+
+/* The mappings that pre-copy tracks and a restore may take from the store:
+ * private anonymous memory other than the stack and the kernel's mappings. */
+static inline int ckpt_vma_precopyable(uint32_t flags)
+{
+	return (flags & CKPT_VMA_ANON) &&
+	       !(flags & (CKPT_VMA_SHARED | CKPT_VMA_SHM | CKPT_VMA_GROWSDOWN | CKPT_VMA_SPECIAL));
+}
+
+int ckpt_write_ranges(struct sm_image_writer *w, uint16_t type, const struct ckpt_pc_ranges *pr);
+/* Decode a ROUND or PRECOPY payload (allowed flags: `flags_ok`); untrusted. */
+int ckpt_read_ranges(struct sm_cursor *c, const char *what, uint32_t flags_ok, struct ckpt_pc_ranges *ret);
+void ckpt_pc_ranges_free(struct ckpt_pc_ranges *pr);
+/* One DROP section: npages pages at addr. */
+int ckpt_write_drop(struct sm_image_writer *w, uint64_t addr, uint64_t npages);
+
 /* The whole image except the pages, which stream through a callback. */
 struct ckpt_image {
 	struct ckpt_info info;
+	struct ckpt_pc_ranges precopy; /* PRECOPY section: n == 0 without one */
+	int has_precopy;
 	struct ckpt_mm mm;
 	struct ckpt_thread thread;
 	struct ckpt_fds *fds;   /* ckpt_fd.c; NULL: no fd at all */
@@ -115,6 +167,18 @@ typedef int (*ckpt_pages_fn)(uint64_t addr, const uint8_t *data, size_t len, voi
 /* Read a whole process image: every section checked, VMAS before PAGES, each
  * run inside a mapping; pages are handed to fn as they come. */
 int ckpt_read_image(struct sm_image_reader *r, struct ckpt_image *im, ckpt_pages_fn fn, void *userdata);
+
+/* The same with the pre-copy sections. PRECOPY comes after VMAS and before
+ * any PAGES or DROP; each of its ranges is exactly one precopyable VMA of
+ * the image (checked before `precopy` is called, which may refuse). DROP
+ * runs lie inside PRECOPY ranges. A NULL callback ignores its sections. */
+struct ckpt_read_ops {
+	ckpt_pages_fn pages;
+	int (*precopy)(const struct ckpt_pc_ranges *pr, void *userdata);
+	int (*drop)(uint64_t addr, uint64_t len, void *userdata);
+};
+int ckpt_read_image_ops(struct sm_image_reader *r, struct ckpt_image *im, const struct ckpt_read_ops *ops,
+			void *userdata);
 
 /* The blob that becomes the process (ckpt_blob.c): raw machine code, position
  * independent, no stack, no data. It runs a table of syscalls (struct

@@ -5,8 +5,11 @@
  * Everything is read from outside: /proc/PID/{maps,stat,status,auxv,fdinfo},
  * ptrace for the registers (the process is seized and stopped by proc.c),
  * /proc/PID/pagemap to find the pages that exist and /proc/PID/mem to read
- * them. Nothing is injected into the process, so a failed dump leaves it
- * exactly as it was.
+ * them. What only the process can tell (signal handlers, timers) is read by
+ * syscalls injected into it, which put back everything they touch
+ * (ckpt_task.c, ckpt_inject.c), so a failed dump leaves it exactly as it
+ * was. With pre-copy (ckpt_precopy.c) the tracked mappings carry only what
+ * changed since the last round.
  */
 #include <elf.h>
 #include <stdbool.h>
@@ -26,6 +29,7 @@
 #include "sockmig/ckpt.h"
 #include "ckpt.h"
 #include "ckpt_fd.h"
+#include "ckpt_pc.h"
 #include "ckpt_task.h"
 #include "util.h"
 
@@ -190,12 +194,12 @@ static bool tracer_is_us(int tid)
 	return access(path, F_OK) == 0;
 }
 
-int sockmig_ckpt_check(struct sockmig_proc *p, const struct sockmig_ckpt_opts *o)
+/* What the process is and how many threads it has: a process may start a
+ * thread, or rename itself, between the check and the stop, so the dump
+ * asks again. */
+static int check_status(pid_t pid, bool stopped)
 {
-	pid_t pid = sockmig_proc_pid(p);
-	struct ckpt_vma *v = NULL;
 	char val[64], comm[32];
-	size_t n = 0;
 	int r;
 
 	r = read_status_field(pid, "Threads", val, sizeof(val));
@@ -213,29 +217,47 @@ int sockmig_ckpt_check(struct sockmig_proc *p, const struct sockmig_ckpt_opts *o
 	if (atoi(val) != 1)
 		return sm_fail(-EOPNOTSUPP, "pid %d has %d threads; only single-threaded processes can be checkpointed yet",
 			       (int)pid, atoi(val));
+	if (stopped)
+		return 0; /* the tracer is us now */
 	r = read_status_field(pid, "TracerPid", val, sizeof(val));
 	if (r == 0 && atoi(val) != 0 && !tracer_is_us(atoi(val)))
 		return sm_fail(-EBUSY, "pid %d is traced by pid %d, so it cannot be checkpointed", (int)pid, atoi(val));
+	return 0;
+}
 
+static int check_vmas(pid_t pid, const struct ckpt_vma *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].path && !strncmp(v[i].path, "/SYSV", 5))
+			return sm_fail(-EOPNOTSUPP, "pid %d: mapping %#" PRIx64 "-%#" PRIx64 " is System V shared memory, which is not migratable",
+				       (int)pid, v[i].start, v[i].end);
+		if (v[i].path && !(v[i].flags & CKPT_VMA_SHM) && (v[i].path[0] != '/' || strstr(v[i].path, " (deleted)")))
+			return sm_fail(-EOPNOTSUPP, "pid %d: mapping %#" PRIx64 "-%#" PRIx64 " of %s is not migratable",
+				       (int)pid, v[i].start, v[i].end, v[i].path);
+	}
+	return 0;
+}
+
+int sockmig_ckpt_check(struct sockmig_proc *p, const struct sockmig_ckpt_opts *o)
+{
+	pid_t pid = sockmig_proc_pid(p);
+	struct ckpt_vma *v = NULL;
+	size_t n = 0;
+	int r;
+
+	r = check_status(pid, false);
+	if (r < 0)
+		return r;
 	r = ckpt_fds_check(pid, o ? o->skip_fds : NULL, o ? o->n_skip_fds : 0);
 	if (r < 0)
 		return r;
 	r = ckpt_task_check(pid);
 	if (r < 0)
 		return r;
-
 	r = ckpt_read_maps(pid, &v, &n);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < n && r == 0; i++) {
-		if (v[i].path && !strncmp(v[i].path, "/SYSV", 5))
-			r = sm_fail(-EOPNOTSUPP, "pid %d: mapping %#" PRIx64 "-%#" PRIx64 " is System V shared memory, which is not migratable",
-				    (int)pid, v[i].start, v[i].end);
-		else if (v[i].path && !(v[i].flags & CKPT_VMA_SHM) &&
-			 (v[i].path[0] != '/' || strstr(v[i].path, " (deleted)")))
-			r = sm_fail(-EOPNOTSUPP, "pid %d: mapping %#" PRIx64 "-%#" PRIx64 " of %s is not migratable",
-				    (int)pid, v[i].start, v[i].end, v[i].path);
-	}
+	r = check_vmas(pid, v, n);
 	free_vmas(v, n);
 	return r;
 }
@@ -507,8 +529,10 @@ static int dump_vma_pages(struct sm_image_writer *w, int pagemap_fd, int mem_fd,
 
 int sockmig_ckpt_dump(struct sockmig_proc *p, int image_fd, const struct sockmig_ckpt_opts *o)
 {
+	uint64_t t0 = sm_now_ns();
 	pid_t pid = sockmig_proc_pid(p);
 	struct sm_image_writer *w = NULL;
+	struct ckpt_pc_final *fin = NULL;
 	struct ckpt_image im;
 	_cleanup_close_ int pagemap_fd = -1, mem_fd = -1;
 	_cleanup_free_ uint8_t *buf = NULL;
@@ -523,7 +547,11 @@ int sockmig_ckpt_dump(struct sockmig_proc *p, int image_fd, const struct sockmig
 	memset(&im, 0, sizeof(im));
 	if (!t)
 		return -ENOMEM;
-	r = sockmig_ckpt_check(p, o);
+	/* Not the whole sockmig_ckpt_check() again: the fds are classified
+	 * again by ckpt_fds_dump() and the task state by ckpt_task_dump(),
+	 * which refuse what the check refuses; the mappings are checked
+	 * below, on the list the dump uses. */
+	r = check_status(pid, true);
 	if (r < 0)
 		goto out;
 	r = read_mm(pid, &im.mm);
@@ -538,6 +566,9 @@ int sockmig_ckpt_dump(struct sockmig_proc *p, int image_fd, const struct sockmig
 		im.info.comm[strcspn(im.info.comm, "\n")] = 0;
 
 	r = ckpt_read_maps(pid, &im.vmas, &im.n_vmas);
+	if (r < 0)
+		goto out;
+	r = check_vmas(pid, im.vmas, im.n_vmas);
 	if (r < 0)
 		goto out;
 	snprintf(path, sizeof(path), "/proc/%d/pagemap", (int)pid);
@@ -570,12 +601,21 @@ int sockmig_ckpt_dump(struct sockmig_proc *p, int image_fd, const struct sockmig
 		r = sm_fail(-EOPNOTSUPP, "pid %d has no vdso mapped, which this sockmig cannot restore yet", (int)pid);
 		goto out;
 	}
+	/* Pre-copy: what changed since the last round, read now, before the
+	 * injections of ckpt_task_dump() (they put back what they touch) */
+	if (o && o->precopy) {
+		r = ckpt_pc_final_scan(o->precopy, pid, im.vmas, im.n_vmas, &fin);
+		if (r < 0)
+			goto out;
+	}
 
 	r = sm_image_writer_new(image_fd, SM_IMAGE_KIND_PROCESS, &w);
 	if (r < 0)
 		goto out;
 	if ((r = ckpt_write_info(w, &im.info)) < 0 || (r = ckpt_write_mm(w, &im.mm)) < 0 ||
 	    (r = ckpt_write_vdso(w, im.vdso, im.vdso_len)) < 0 || (r = ckpt_write_vmas(w, im.vmas, im.n_vmas)) < 0)
+		goto out;
+	if (fin && (r = ckpt_pc_final_write_ranges(fin, w)) < 0)
 		goto out;
 	/* handlers, timers, creds: may run syscalls inside the process, which
 	 * leaves it exactly as it was (ckpt_inject.c) */
@@ -608,13 +648,22 @@ int sockmig_ckpt_dump(struct sockmig_proc *p, int image_fd, const struct sockmig
 		if ((im.vmas[i].flags & CKPT_VMA_SPECIAL) ||
 		    ((im.vmas[i].flags & CKPT_VMA_SHARED) && !(im.vmas[i].flags & CKPT_VMA_SHM)))
 			continue;
-		r = (im.vmas[i].flags & CKPT_VMA_SHM) ? dump_shm_pages(w, pid, &im.vmas[i], buf)
-						       : dump_vma_pages(w, pagemap_fd, mem_fd, pid, &im.vmas[i], buf, pm);
+		if (fin && ckpt_pc_final_tracked(fin, i))
+			r = ckpt_pc_final_write_delta(fin, i, w, mem_fd, buf);
+		else if (im.vmas[i].flags & CKPT_VMA_SHM)
+			r = dump_shm_pages(w, pid, &im.vmas[i], buf);
+		else
+			r = dump_vma_pages(w, pagemap_fd, mem_fd, pid, &im.vmas[i], buf, pm);
 		if (r < 0)
 			goto out;
 	}
 	r = sm_image_writer_finish(w);
+	if (r >= 0 && fin && o->precopy_stats) {
+		ckpt_pc_final_stats(fin, o->precopy_stats);
+		o->precopy_stats->ns = sm_now_ns() - t0;
+	}
 out:
+	ckpt_pc_final_free(fin);
 	sm_image_writer_free(w);
 	ckpt_image_free(&im);
 	free(t);

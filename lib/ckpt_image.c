@@ -5,6 +5,7 @@
  * image is untrusted: lengths are bounded before use, addresses are checked
  * to be page-aligned and ordered, and a PAGES run must lie inside a mapping.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -22,6 +23,8 @@ void ckpt_image_free(struct ckpt_image *im)
 		free(im->vmas[i].path);
 	free(im->vmas);
 	free(im->vdso);
+	ckpt_pc_ranges_free(&im->precopy);
+	im->has_precopy = 0;
 	ckpt_fds_free(im->fds);
 	ckpt_task_free(im->task);
 	im->fds = NULL;
@@ -111,6 +114,59 @@ int ckpt_write_thread(struct sm_image_writer *w, const struct ckpt_thread *t)
 int ckpt_write_vdso(struct sm_image_writer *w, const void *p, size_t len)
 {
 	return sm_image_write_section(w, CKPT_SEC_VDSO, p, len);
+}
+
+int ckpt_write_ranges(struct sm_image_writer *w, uint16_t type, const struct ckpt_pc_ranges *pr)
+{
+	struct sm_buf b;
+	int r;
+
+	sm_buf_init(&b);
+	sm_buf_put_bytes(&b, pr->id, sizeof(pr->id));
+	sm_buf_put_u32(&b, pr->round);
+	sm_buf_put_u32(&b, (uint32_t)pr->n);
+	for (size_t i = 0; i < pr->n; i++) {
+		sm_buf_put_u64(&b, pr->r[i].start);
+		sm_buf_put_u64(&b, pr->r[i].end);
+		sm_buf_put_u32(&b, pr->r[i].flags);
+		sm_buf_put_u32(&b, 0);
+	}
+	r = sm_image_write_buf(w, type, &b);
+	sm_buf_free(&b);
+	return r;
+}
+
+int ckpt_write_drop(struct sm_image_writer *w, uint64_t addr, uint64_t npages)
+{
+	uint8_t p[16];
+
+	/* a run longer than a u32 of pages is cut in several sections */
+	while (npages) {
+		uint32_t n = npages > UINT32_MAX ? UINT32_MAX : (uint32_t)npages;
+		int r;
+
+		for (int i = 0; i < 8; i++)
+			p[i] = (uint8_t)(addr >> (8 * i));
+		for (int i = 0; i < 4; i++) {
+			p[8 + i] = (uint8_t)(n >> (8 * i));
+			p[12 + i] = 0;
+		}
+		r = sm_image_write_section(w, CKPT_SEC_DROP, p, sizeof(p));
+		if (r < 0)
+			return r;
+		addr += (uint64_t)n * CKPT_PAGE;
+		npages -= n;
+	}
+	return 0;
+}
+
+void ckpt_pc_ranges_free(struct ckpt_pc_ranges *pr)
+{
+	if (!pr)
+		return;
+	free(pr->r);
+	pr->r = NULL;
+	pr->n = 0;
 }
 
 /* ---- reader ---- */
@@ -226,12 +282,104 @@ static int read_thread(struct sm_cursor *c, struct ckpt_thread *t)
 	return sm_cur_check(c, "thread state", 0);
 }
 
+/* The highest user address (47 bits, also with 5-level paging unless a
+ * process asked for more, which pre-copy does not follow). */
+#define USER_END (1ull << 47)
+
+int ckpt_read_ranges(struct sm_cursor *c, const char *what, uint32_t flags_ok, struct ckpt_pc_ranges *ret)
+{
+	const uint8_t *id = sm_cur_bytes(c, CKPT_PC_ID_LEN);
+	uint64_t prev_end = 0;
+	uint32_t n;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->round = sm_cur_u32(c);
+	n = sm_cur_u32(c);
+	if (!id || c->err)
+		return sm_cur_check(c, what, 0);
+	memcpy(ret->id, id, sizeof(ret->id));
+	if (n > CKPT_PC_MAX_RANGES || (size_t)n * 24 > sm_cur_remaining(c))
+		return sm_cur_fail(c, what, "%u ranges cannot be right", n);
+	ret->r = calloc(n ? n : 1, sizeof(*ret->r));
+	if (!ret->r)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		struct ckpt_pc_range *g = &ret->r[i];
+
+		g->start = sm_cur_u64(c);
+		g->end = sm_cur_u64(c);
+		g->flags = sm_cur_u32(c);
+		(void)sm_cur_u32(c);
+		ret->n = i + 1;
+		if (g->start % CKPT_PAGE || g->end % CKPT_PAGE || g->start >= g->end || g->start < prev_end ||
+		    g->end > USER_END)
+			return sm_cur_fail(c, what, "range %u (%#llx-%#llx) is invalid", i, (unsigned long long)g->start,
+					   (unsigned long long)g->end);
+		if (g->flags & ~flags_ok)
+			return sm_cur_fail(c, what, "range %u has flags %#x, which this sockmig does not know here", i,
+					   g->flags);
+		prev_end = g->end;
+	}
+	return sm_cur_check(c, what, 0);
+}
+
+/* The VMAs are sorted and disjoint (read_vmas checks it): binary search. */
 static const struct ckpt_vma *vma_containing(const struct ckpt_image *im, uint64_t a, uint64_t len)
 {
-	for (size_t i = 0; i < im->n_vmas; i++)
-		if (a >= im->vmas[i].start && a + len <= im->vmas[i].end && a + len > a)
-			return &im->vmas[i];
+	size_t lo = 0, hi = im->n_vmas;
+
+	if (a + len <= a)
+		return NULL;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (im->vmas[mid].end <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < im->n_vmas && a >= im->vmas[lo].start && a + len <= im->vmas[lo].end)
+		return &im->vmas[lo];
 	return NULL;
+}
+
+static const struct ckpt_pc_range *range_containing(const struct ckpt_pc_ranges *pr, uint64_t a, uint64_t len)
+{
+	size_t lo = 0, hi = pr->n;
+
+	if (a + len <= a)
+		return NULL;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (pr->r[mid].end <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < pr->n && a >= pr->r[lo].start && a + len <= pr->r[lo].end)
+		return &pr->r[lo];
+	return NULL;
+}
+
+/* PRECOPY: each range is one whole VMA the store can hold. */
+static int read_precopy(struct sm_cursor *c, struct ckpt_image *im)
+{
+	static const char what[] = "pre-copied mappings";
+	int r = ckpt_read_ranges(c, what, 0, &im->precopy);
+
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < im->precopy.n; i++) {
+		const struct ckpt_pc_range *g = &im->precopy.r[i];
+		const struct ckpt_vma *v = vma_containing(im, g->start, g->end - g->start);
+
+		if (!v || v->start != g->start || v->end != g->end || !ckpt_vma_precopyable(v->flags))
+			return sm_cur_fail(c, what, "range %zu (%#llx-%#llx) is not one private anonymous mapping", i,
+					   (unsigned long long)g->start, (unsigned long long)g->end);
+	}
+	im->has_precopy = 1;
+	return 0;
 }
 
 #define SEEN_VMAS (1u << (CKPT_SEC_VMAS - CKPT_SEC_INFO))
@@ -242,6 +390,16 @@ static const struct ckpt_vma *vma_containing(const struct ckpt_image *im, uint64
 
 int ckpt_read_image(struct sm_image_reader *r, struct ckpt_image *im, ckpt_pages_fn fn, void *userdata)
 {
+	const struct ckpt_read_ops ops = { .pages = fn };
+
+	return ckpt_read_image_ops(r, im, &ops, userdata);
+}
+
+int ckpt_read_image_ops(struct sm_image_reader *r, struct ckpt_image *im, const struct ckpt_read_ops *ops,
+			void *userdata)
+{
+	ckpt_pages_fn fn = ops->pages;
+	bool any_pages = false;
 	unsigned seen = 0;
 	int err;
 
@@ -306,7 +464,35 @@ int ckpt_read_image(struct sm_image_reader *r, struct ckpt_image *im, ckpt_pages
 				break;
 			}
 			bytes = sm_cur_bytes(&c, npages * CKPT_PAGE);
+			any_pages = true;
 			err = fn ? fn(addr, bytes, npages * CKPT_PAGE, userdata) : 0;
+			break;
+		}
+		case CKPT_SEC_PRECOPY:
+			if (!(seen & SEEN_VMAS) || any_pages || im->has_precopy) {
+				err = sm_cur_fail(&c, "pre-copied mappings", "out of place (before the mappings, after pages, or twice)");
+				break;
+			}
+			err = read_precopy(&c, im);
+			if (err == 0 && ops->precopy)
+				err = ops->precopy(&im->precopy, userdata);
+			break;
+		case CKPT_SEC_DROP: {
+			uint64_t addr = sm_cur_u64(&c);
+			uint32_t npages = sm_cur_u32(&c);
+
+			(void)sm_cur_u32(&c);
+			err = sm_cur_check(&c, "dropped pages", 0);
+			if (err < 0)
+				break;
+			any_pages = true;
+			if (npages == 0 || addr % CKPT_PAGE ||
+			    !range_containing(&im->precopy, addr, (uint64_t)npages * CKPT_PAGE)) {
+				err = sm_cur_fail(&c, "dropped pages", "run of %u pages at %#llx lies outside the pre-copied mappings",
+						  npages, (unsigned long long)addr);
+				break;
+			}
+			err = ops->drop ? ops->drop(addr, (uint64_t)npages * CKPT_PAGE, userdata) : 0;
 			break;
 		}
 		default:

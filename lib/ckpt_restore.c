@@ -65,9 +65,9 @@
 #define PR_SET_MM_MAP 14
 #endif
 
-static int on_pages(uint64_t addr, const uint8_t *data, size_t len, void *userdata)
+/* Pages for the memfd, where the blob preads them from. */
+static int stage_pages(struct sockmig_restore *rs, uint64_t addr, const uint8_t *data, size_t len)
 {
-	struct sockmig_restore *rs = userdata;
 	size_t done = 0;
 
 	if (rs->n_runs == rs->cap_runs) {
@@ -90,6 +90,91 @@ static int on_pages(uint64_t addr, const uint8_t *data, size_t len, void *userda
 	rs->runs[rs->n_runs++] = (struct run){ addr, len, rs->memfd_len };
 	rs->memfd_len += len;
 	return 0;
+}
+
+static const struct ckpt_vma *vma_at(const struct ckpt_image *im, uint64_t a)
+{
+	size_t lo = 0, hi = im->n_vmas;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (im->vmas[mid].end <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < im->n_vmas && a >= im->vmas[lo].start ? &im->vmas[lo] : NULL;
+}
+
+/* A private anonymous mapping's pages go into a region of its own (the
+ * store's, for a pre-copied one), which the child takes with mremap; the
+ * rest (file mappings' own pages, the stack, shared memory) to the memfd.
+ * A mapping too big for a region of ours is staged too. */
+static int on_pages(uint64_t addr, const uint8_t *data, size_t len, void *userdata)
+{
+	struct sockmig_restore *rs = userdata;
+	const struct ckpt_vma *v = vma_at(&rs->im, addr);
+	int r;
+
+	if (v && ckpt_vma_precopyable(v->flags) && v->end - v->start <= CKPT_PC_VMA_MAX) {
+		if (!ckpt_pcs_find(&rs->pcs, v->start, v->end - v->start) &&
+		    (r = ckpt_pcs_add(&rs->pcs, v->start, v->end)) < 0 && r != -ENOMEM && r != -E2BIG)
+			return r;
+		if (ckpt_pcs_find(&rs->pcs, v->start, v->end - v->start))
+			return ckpt_pcs_put(&rs->pcs, addr, data, len);
+	}
+	return stage_pages(rs, addr, data, len);
+}
+
+/* The image's PRECOPY section: the store that read the rounds gives its
+ * pages for exactly these mappings, and forgets the rest. */
+static int on_precopy(const struct ckpt_pc_ranges *pr, void *userdata)
+{
+	struct sockmig_restore *rs = userdata;
+	struct sockmig_precopy_store *ps = rs->store;
+	int r;
+
+	if (!pr->round)
+		return sm_fail(-EBADMSG, "the image names pre-copied mappings of no round");
+	if (!ps)
+		return sm_fail(-EINVAL, "the image needs the pages of its pre-copy (%zu mappings), and no pre-copy store was given",
+			       pr->n);
+	if (ps->failed)
+		return sm_fail(-EIO, "the pre-copy store is unusable: round %u failed half-way", ps->failed);
+	if (ps->taken)
+		return sm_fail(-EINVAL, "the pre-copy store was handed to a restore already");
+	if (ps->round != pr->round || memcmp(ps->id, pr->id, sizeof(ps->id)))
+		return sm_fail(-EINVAL, "the pre-copy store holds round %u%s, the image needs round %u", ps->round,
+			       ps->round && memcmp(ps->id, pr->id, sizeof(ps->id)) ? " of another pre-copy" : "",
+			       pr->round);
+	r = ckpt_pcs_layout(&ps->pcs, pr->r, pr->n);
+	if (r < 0) {
+		ps->failed = pr->round;
+		return r;
+	}
+	ckpt_pcs_move(&rs->pcs, &ps->pcs);
+	/* the image's own pages are not bounded by the store's limits */
+	rs->pcs.max_held = UINT64_MAX / CKPT_PAGE;
+	rs->pcs.max_va = UINT64_MAX;
+	ps->taken = true;
+	return 0;
+}
+
+static int on_drop(uint64_t addr, uint64_t len, void *userdata)
+{
+	struct sockmig_restore *rs = userdata;
+
+	return ckpt_pcs_drop(&rs->pcs, addr, len);
+}
+
+void ckpt_restore_drop_regions(struct sockmig_restore *rs)
+{
+	for (size_t i = 0; i < rs->pcs.n; i++) {
+		if (rs->pcs.r[i].base)
+			syscall(SYS_munmap, rs->pcs.r[i].base, rs->pcs.r[i].end - rs->pcs.r[i].start);
+		rs->pcs.r[i].base = NULL;
+	}
 }
 
 /* The special mappings [vvar] [vvar_vclock] [vdso]: the image's and ours
@@ -179,15 +264,29 @@ static int build_blob(struct sockmig_restore *rs, uint64_t base, uint64_t vs, ui
 
 	/* op 0: unregister the child's rseq, patched once the child told us */
 	op(rs, "rseq unregister", 0, SYS_getpid, 0, 0, 0, 0, 0, 0, CKPT_OP_ANY, 0);
-	/* everything but the blob and the vdso, in address order */
-	if (base < vs) {
-		op_unmap(rs, 0, base);
-		op_unmap(rs, base + rs->blob_len, vs);
-		op_unmap(rs, ve, TASK_END);
-	} else {
-		op_unmap(rs, 0, vs);
-		op_unmap(rs, ve, base);
-		op_unmap(rs, base + rs->blob_len, TASK_END);
+	/* everything but the blob, the vdso and the regions (our copies of
+	 * the pages, which the child has too), in address order */
+	{
+		uint64_t at = 0;
+		size_t k = 0;
+
+		for (;;) {
+			uint64_t s0 = TASK_END, e0 = TASK_END;
+
+			/* the lowest kept range at or above `at` */
+			if (base >= at && base < s0)
+				s0 = base, e0 = base + rs->blob_len;
+			if (vs >= at && vs < s0)
+				s0 = vs, e0 = ve;
+			while (k < rs->n_keep_va && rs->keep_va[k].start < at)
+				k++;
+			if (k < rs->n_keep_va && rs->keep_va[k].start < s0)
+				s0 = rs->keep_va[k].start, e0 = rs->keep_va[k].end;
+			op_unmap(rs, at, s0);
+			if (s0 >= TASK_END)
+				break;
+			at = e0;
+		}
 	}
 	/* the vdso: every part by the same delta, through the scratch room so
 	 * that the old and new places may overlap */
@@ -208,16 +307,36 @@ static int build_blob(struct sockmig_restore *rs, uint64_t base, uint64_t vs, ui
 		}
 	}
 	/* the image's mappings; writable while their pages are read in */
-	for (size_t i = 0; i < im->n_vmas; i++) {
+	for (size_t i = 0, k0 = 0; i < im->n_vmas; i++) {
 		const struct ckpt_vma *v = &im->vmas[i];
+		const struct ckpt_region *g = ckpt_pcs_find(&rs->pcs, v->start, v->end - v->start);
 		uint64_t len = v->end - v->start;
 		uint64_t flags = (v->flags & CKPT_VMA_SHARED ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED;
 		uint32_t prot = v->prot;
-		bool pages = false;
+		size_t k1;
+		bool pages;
 
 		if (v->flags & CKPT_VMA_SPECIAL)
 			continue;
-		for (size_t k = 0; k < rs->n_runs && !pages; k++)
+		if (g) {
+			/* page tables move, no page is copied or zeroed: our
+			 * region is exactly this private anonymous mapping */
+			op(rs, "mremap of its pages", v->start, SYS_mremap, (uint64_t)(uintptr_t)g->base, len, len,
+			   MREMAP_MAYMOVE | MREMAP_FIXED, v->start, 0, CKPT_OP_EQ, v->start);
+			if (v->prot != (PROT_READ | PROT_WRITE))
+				op(rs, "mprotect", v->start, SYS_mprotect, v->start, len, v->prot, 0, 0, 0, CKPT_OP_EQ, 0);
+			continue;
+		}
+		/* the runs in v: with runs sorted (as a dump writes them) a walk,
+		 * else all of them each time */
+		if (!rs->runs_sorted)
+			k0 = 0;
+		while (rs->runs_sorted && k0 < rs->n_runs && rs->runs[k0].addr < v->start)
+			k0++;
+		for (k1 = k0; k1 < rs->n_runs && (!rs->runs_sorted || rs->runs[k1].addr < v->end); k1++)
+			;
+		pages = false;
+		for (size_t k = k0; k < k1 && !pages; k++)
 			pages = rs->runs[k].addr >= v->start && rs->runs[k].addr < v->end;
 		/* writable while the pages are read in; a shared file mapping
 		 * has none and may sit on a file open read-only */
@@ -229,7 +348,7 @@ static int build_blob(struct sockmig_restore *rs, uint64_t base, uint64_t vs, ui
 			flags |= MAP_GROWSDOWN;
 		op(rs, "mmap", v->start, SYS_mmap, v->start, len, prot, flags, (uint64_t)(int64_t)rs->file_fds[i],
 		   v->flags & CKPT_VMA_ANON ? 0 : v->pgoff, CKPT_OP_EQ, v->start);
-		for (size_t k = 0; k < rs->n_runs; k++)
+		for (size_t k = k0; k < k1; k++)
 			if (rs->runs[k].addr >= v->start && rs->runs[k].addr < v->end)
 				op(rs, "reading pages", rs->runs[k].addr, SYS_pread64, (uint64_t)rs->memfd,
 				   rs->runs[k].addr, rs->runs[k].len, rs->runs[k].off, 0, 0, CKPT_OP_EQ, rs->runs[k].len);
@@ -369,6 +488,94 @@ static int open_files(struct sockmig_restore *rs, int floor)
 	return 0;
 }
 
+/* ---- the regions in the child's way ---- */
+
+struct ival {
+	uint64_t start, end;
+};
+
+static int cmp_ival(const void *a, const void *b)
+{
+	const struct ival *x = a, *y = b;
+
+	return (x->start > y->start) - (x->start < y->start);
+}
+
+/* An address for len bytes, congruent to `like` modulo 2 MiB, free in
+ * both busy lists (sorted by start after the call). */
+static int find_gap(struct ival *busy, size_t n, uint64_t len, uint64_t like, uint64_t *ret)
+{
+	const uint64_t align = 2ull << 20, lo = 0x10000000ull;
+	uint64_t at = lo;
+
+	qsort(busy, n, sizeof(*busy), cmp_ival);
+	for (size_t i = 0; i <= n; i++) {
+		uint64_t gap_end = i < n ? busy[i].start : TASK_END;
+		uint64_t a = (at & ~(align - 1)) + like % align;
+
+		if (a < at)
+			a += align;
+		if (gap_end > a && gap_end - a >= len) {
+			*ret = a;
+			return 0;
+		}
+		if (i < n && busy[i].end > at)
+			at = busy[i].end;
+	}
+	return sm_fail(-ENOMEM, "no free address range of %" PRIu64 " MiB for the restore's pages", len >> 20);
+}
+
+/* A region of ours where the image puts a mapping would be unmapped by the
+ * child before it could move it: move it out of the way first (mremap,
+ * page tables only). Then the sorted list of what the child keeps. */
+static int place_regions(struct sockmig_restore *rs)
+{
+	for (size_t i = 0; i < rs->pcs.n; i++) {
+		struct ckpt_region *g = &rs->pcs.r[i];
+		uint64_t b = (uint64_t)(uintptr_t)g->base, len = g->end - g->start, to = 0;
+		struct ckpt_vma *ours = NULL;
+		struct ival *busy;
+		size_t n_ours = 0, n = 0;
+		void *m;
+		int r;
+
+		if (!overlaps(b, b + len, rs->im.vmas, rs->im.n_vmas))
+			continue;
+		r = ckpt_read_maps(0, &ours, &n_ours);
+		if (r < 0)
+			return r;
+		busy = calloc(n_ours + rs->im.n_vmas + 1, sizeof(*busy));
+		for (size_t k = 0; busy && k < n_ours; k++)
+			busy[n++] = (struct ival){ ours[k].start, ours[k].end };
+		for (size_t k = 0; busy && k < rs->im.n_vmas; k++)
+			busy[n++] = (struct ival){ rs->im.vmas[k].start, rs->im.vmas[k].end };
+		for (size_t k = 0; k < n_ours; k++)
+			free(ours[k].path);
+		free(ours);
+		if (!busy)
+			return -ENOMEM;
+		r = find_gap(busy, n, len, g->start, &to);
+		free(busy);
+		if (r < 0)
+			return r;
+		m = mremap(g->base, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)(uintptr_t)to);
+		if (m == MAP_FAILED)
+			return sm_fail(-errno, "cannot move the restore's pages out of the image's way: %s", strerror(errno));
+		g->base = m;
+	}
+	free(rs->keep_va);
+	rs->keep_va = calloc(rs->pcs.n ? rs->pcs.n : 1, sizeof(*rs->keep_va));
+	if (!rs->keep_va)
+		return -ENOMEM;
+	for (size_t i = 0; i < rs->pcs.n; i++) {
+		rs->keep_va[i].start = (uint64_t)(uintptr_t)rs->pcs.r[i].base;
+		rs->keep_va[i].end = rs->keep_va[i].start + (rs->pcs.r[i].end - rs->pcs.r[i].start);
+	}
+	rs->n_keep_va = rs->pcs.n;
+	qsort(rs->keep_va, rs->n_keep_va, sizeof(*rs->keep_va), cmp_ival);
+	return 0;
+}
+
 static int cmp_int(const void *a, const void *b)
 {
 	return *(const int *)a - *(const int *)b;
@@ -396,6 +603,8 @@ void sockmig_restore_free(struct sockmig_restore *rs)
 			close(rs->file_fds[i]);
 	}
 	ckpt_fd_plan_free(rs->plan);
+	ckpt_pcs_clear(&rs->pcs);
+	free(rs->keep_va);
 	free(rs->file_fds);
 	free(rs->file_own);
 	free(rs->runs);
@@ -406,8 +615,9 @@ void sockmig_restore_free(struct sockmig_restore *rs)
 	free(rs);
 }
 
-int sockmig_restore_prepare(int image_fd, struct sockmig_restore **ret)
+int sockmig_restore_prepare2(int image_fd, const struct sockmig_prepare_opts *o, struct sockmig_restore **ret)
 {
+	static const struct ckpt_read_ops ops = { .pages = on_pages, .precopy = on_precopy, .drop = on_drop };
 	struct sockmig_restore *rs;
 	struct sm_image_reader *rd = NULL;
 	struct ckpt_vma *ours = NULL;
@@ -419,6 +629,9 @@ int sockmig_restore_prepare(int image_fd, struct sockmig_restore **ret)
 	if (!rs)
 		return -ENOMEM;
 	rs->exe_fd = rs->report_fd = rs->go_fd = -1;
+	rs->store = o ? o->precopy : NULL;
+	/* the image's own pages: as many as it carries */
+	ckpt_pcs_init(&rs->pcs, UINT64_MAX, UINT64_MAX);
 	rs->memfd = (int)syscall(SYS_memfd_create, "sockmig-restore", MFD_CLOEXEC);
 	if (rs->memfd < 0) {
 		r = sm_fail(-errno, "cannot create a memfd for the image's pages: %s", strerror(errno));
@@ -427,9 +640,13 @@ int sockmig_restore_prepare(int image_fd, struct sockmig_restore **ret)
 	r = sm_image_reader_new_fd(image_fd, &rd);
 	if (r < 0)
 		goto out;
-	r = ckpt_read_image(rd, &rs->im, on_pages, rs);
+	r = ckpt_read_image_ops(rd, &rs->im, &ops, rs);
 	if (r < 0)
 		goto out;
+	rs->runs_sorted = true;
+	for (size_t k = 1; k < rs->n_runs; k++)
+		if (rs->runs[k].addr < rs->runs[k - 1].addr + rs->runs[k - 1].len)
+			rs->runs_sorted = false;
 
 	/* refuse before touching anything: CPU state the CPU cannot hold */
 	memcpy(&xstate_bv, rs->im.thread.xstate + 512, 8);
@@ -450,6 +667,7 @@ int sockmig_restore_prepare(int image_fd, struct sockmig_restore **ret)
 			goto out;
 	}
 	*ret = rs;
+	rs->store = NULL;
 	rs = NULL;
 out:
 	for (size_t i = 0; i < n_ours; i++)
@@ -458,6 +676,11 @@ out:
 	sm_image_reader_free(rd);
 	sockmig_restore_free(rs);
 	return r < 0 ? r : 0;
+}
+
+int sockmig_restore_prepare(int image_fd, struct sockmig_restore **ret)
+{
+	return sockmig_restore_prepare2(image_fd, NULL, ret);
 }
 
 /* The fds the child keeps, sorted: the process's own (at their numbers once
@@ -519,7 +742,11 @@ int sockmig_restore_run(struct sockmig_restore *rs, const struct sockmig_restore
 	if (r < 0)
 		return r;
 
-	rs->max_ops = 30 + 3 * rs->im.n_vmas + rs->n_runs; /* op 0, 3 munmap, 6 mremap, 3 per vma, runs, 12 */
+	r = place_regions(rs);
+	if (r < 0)
+		return r;
+	/* op 0, 3 munmap + 1 per region, 6 mremap, 3 per vma, runs, 12 */
+	rs->max_ops = 30 + 3 * rs->im.n_vmas + rs->n_runs + rs->pcs.n;
 	rs->op_what = calloc(rs->max_ops, sizeof(*rs->op_what));
 	rs->op_addr = calloc(rs->max_ops, sizeof(*rs->op_addr));
 	if (!rs->op_what || !rs->op_addr)

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "ckpt.h"
+#include "ckpt_pc.h"
 #include "sockmig/ckpt.h"
 
 /* The highest user address a mapping can have without an explicit hint
@@ -30,10 +31,18 @@ struct run {
 
 struct sockmig_restore {
 	struct ckpt_image im;
+	/* the pages of private anonymous mappings: one region each, moved
+	 * into the child by mremap (the pre-copy store's, or filled from
+	 * the image); the others' pages are staged in the memfd */
+	struct ckpt_pcs pcs;
+	struct sockmig_precopy_store *store; /* while prepare reads, or NULL */
 	int memfd;
 	uint64_t memfd_len;
 	struct run *runs;
 	size_t n_runs, cap_runs;
+	bool runs_sorted; /* by address, none overlapping: as a dump writes them */
+	struct { uint64_t start, end; } *keep_va; /* the regions in our address space, sorted */
+	size_t n_keep_va;
 	uint64_t vdso_start, vdso_end; /* ours: [vvar] .. [vdso] */
 	int *file_fds;   /* per vma, -1 for anonymous */
 	char *file_own;  /* per vma: 1 if file_fds[i] is ours to close */
@@ -62,5 +71,10 @@ struct sockmig_restore {
 int ckpt_spawn(struct sockmig_restore *rs, const struct sockmig_restore_opts *o,
 	       struct sockmig_restored_proc *ret);
 void ckpt_spawn_cleanup(struct sockmig_restore *rs);
+
+/* Our copies of the regions, once the process runs with its own: unmapped
+ * (raw munmap only: also in a forked child of a threaded caller), so that
+ * its first write to each page no longer copies it. */
+void ckpt_restore_drop_regions(struct sockmig_restore *rs);
 
 #endif

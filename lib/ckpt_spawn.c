@@ -266,6 +266,11 @@ static void __attribute__((noreturn)) ns_init(struct sockmig_restore *rs, int re
 		rep.err = let_run(child);
 		report(report_fd, &rep);
 	}
+	/* Our copy of the process's pages (it has its own, moved into place
+	 * by the blob): gone now that it runs, not before, so that the
+	 * unmapping (~0.1 s a GiB here) is never part of the freeze. Until
+	 * then its first write to a page copies it. */
+	ckpt_restore_drop_regions(rs);
 	if (rep.err < 0) {
 		if (child > 0) {
 			kill(child, SIGKILL);
@@ -385,6 +390,8 @@ int sockmig_restore_release(struct sockmig_restore *rs)
 	}
 	if (r >= 0)
 		rs->held = 0;
+	/* our copies of the pages go in sockmig_restore_free(), after the
+	 * process runs (ckpt_restore_drop_regions) */
 	return r;
 }
 
