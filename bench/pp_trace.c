@@ -8,13 +8,17 @@
  *   pp_trace ADDR PORT [U=1000] [G=5] [SECS=10]
  *
  * Prints "ready" after connecting, then "gap START END MS last_seq", and at
- * the end "done count=N max_gap_ms=X". IPv4 only; bench/sockets_move.sh does
- * not need it (it uses peer), it is for looking closer by hand.
+ * the end (SECS passed, or SIGUSR2 as `peer tcp-pingpong` takes it) waits
+ * up to 5 s for the answers still due and prints "done count=N
+ * answered=N max_gap_ms=X", or "error: ..." if some never came. IPv4 only;
+ * bench/migrate.sh --debug uses it as its judge, to place each pause among
+ * the daemons' phase stamps.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +26,14 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+static volatile sig_atomic_t stop;
+
+static void on_usr2(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
 
 static double now(void)
 {
@@ -54,15 +66,30 @@ int main(int argc, char *argv[])
 		return 1;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	signal(SIGUSR2, on_usr2);
 	printf("ready\n");
 	fflush(stdout);
 	t0 = last = next = now();
-	while (now() - t0 < secs) {
+	for (;;) {
 		double t = now();
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int ms = next > t ? (int)((next - t) * 1000) : 0;
 
-		if (t >= next) {
+		if (stop || t - t0 >= secs) {
+			/* no more pings: the answers still due, bounded */
+			if (got == sent)
+				break;
+			if (!stop) {
+				stop = 1;
+				next = t;
+			}
+			if (t - next > 5) {
+				printf("error: %llu of %llu pings not answered\n", (unsigned long long)(sent - got),
+				       (unsigned long long)sent);
+				return 1;
+			}
+			ms = 100;
+		} else if (t >= next) {
 			v = sent++;
 			if (write(fd, &v, sizeof(v)) != sizeof(v)) {
 				perror("pp_trace: write");
@@ -71,7 +98,11 @@ int main(int argc, char *argv[])
 			next += interval;
 			continue;
 		}
-		if (poll(&p, 1, ms) > 0) {
+		if (poll(&p, 1, ms) > 0 && !(p.revents & POLLIN)) {
+			printf("error: connection: revents 0x%x\n", (unsigned)p.revents);
+			return 1;
+		}
+		if (p.revents & POLLIN) {
 			ssize_t n = read(fd, buf + have, sizeof(buf) - have);
 
 			if (n <= 0) {

@@ -33,6 +33,8 @@
 # SOCKMIG_BUILD=DIR picks the build (default: build), as for the tests.
 # shellcheck source=tests/lib.sh disable=SC2034
 . "$(dirname "$0")/../tests/lib.sh"
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 RUNS=5
 CONNS="1 100 1000 10000"
@@ -56,30 +58,17 @@ while [ $# -gt 0 ]; do
 done
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "--runs takes a positive number" >&2; exit 2; }
 
-T_NAME=bench_sockets_move
-t_init
-T_KEEP=1 # keep the logs: they are the raw results
-if [ -n "$OUT" ]; then
-	mkdir -p "$OUT" || exit 1
-	rmdir "$T_DIR"
-	T_DIR=$(cd "$OUT" && pwd)
-fi
+bench_init bench_sockets_move "$OUT"
 PEER=$T_PROGS/peer
 [ -x "$PEER" ] || t_fail "$PEER is not built; run make"
 ADDR=198.18.0.100
 PORT=7000
 CHAN=198.18.0.2:9000
 RAW=$T_DIR/runs.tsv
-HARD_NOFILE=$(ulimit -Hn)
-[ "$HARD_NOFILE" = unlimited ] && HARD_NOFILE=1048576
 printf 'conns\treplay\trun\tstatus\tpause_ms\tfrozen_ms\tsave_us_per_sock\trestore_us_per_sock\tcaptured\tmax_rtt_ms\tsave_wall_ms\tstream\tnote\n' >"$RAW"
 
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
-
 # wait (bounded) for a line of TAG's stdout; 1 if it did not come
-wait_line() { # TAG REGEX SECS
-	timeout "$3" grep -m1 -qE -- "$2" <(timeout "$3" tail -n +1 -F "$T_DIR/$1.out" 2>/dev/null)
-}
+wait_line() { bench_wait_file "$T_DIR/$1.out" "$2" "$3"; } # TAG REGEX SECS
 
 # fds of the holder's established connections on n1, one per line
 holder_fds() {
@@ -96,14 +85,11 @@ run_one() { # N REPLAY K: one run; prints a row to $RAW
 	# (without CAP_SYS_RESOURCE the hard limit is the ceiling).
 	NOFILE=$((n + 1024 > 4096 ? n + 1024 : 4096))
 	[ "$n" -ge 900 ] && NOFILE=$((100000 + 2 * n + 1024))
-	[ "$NOFILE" -gt "$HARD_NOFILE" ] && NOFILE=$HARD_NOFILE
+	[ "$NOFILE" -gt "$BENCH_HARD_NOFILE" ] && NOFILE=$BENCH_HARD_NOFILE
 	secs=$((20 + n / 200))
-	fail() { st=FAIL; note=$*; log "$tag: FAIL: $*"; }
+	fail() { st=FAIL; note=$*; bench_log "$tag: FAIL: $*"; }
 
-	T_LAB="${T_ID}r"
-	"$SOCKMIG" lab down --name "$T_LAB" >/dev/null 2>&1
-	t_lab_up 3 "$T_LAB"
-	T_LABS=("$T_LAB") # one lab name, reused: cleanup takes it down once
+	bench_lab_up "${T_ID}r" # one lab name, reused
 	t_exec n1 ip addr add "$ADDR/24" dev eth0 || { fail "address"; }
 
 	while [ "$st" = ok ]; do
@@ -111,8 +97,7 @@ run_one() { # N REPLAY K: one run; prints a row to $RAW
 		wait_line "$tag-holder" '^ready' 10 || { fail "holder not ready"; break; }
 		hpid=${T_PIDS[$tag-holder]}
 		if [ "$n" -gt 1 ]; then
-			t_spawn "$tag-stream" n3 bash -c "ulimit -n $NOFILE && exec $PEER tcp-stream --connect $ADDR:$PORT --conns $((n - 1)) --rate $RATE"
-			wait_line "$tag-stream" '^ready' "$secs" || { fail "stream not ready"; break; }
+			bench_stream "$tag-stream" n3 "$ADDR:$PORT" $((n - 1)) "$RATE" "$NOFILE" "$secs" || { fail "stream not ready"; break; }
 		fi
 		# the judge comes last, so that it measures the move, not the setup
 		t_spawn "$tag-pp" n3 "$PEER" tcp-pingpong --connect "$ADDR:$PORT" --interval-us 1000
@@ -182,23 +167,19 @@ run_one() { # N REPLAY K: one run; prints a row to $RAW
 	us() { [ -n "$1" ] && awk -v m="$1" -v n="$n" 'BEGIN { printf "%.1f", m * 1000 / n }'; }
 	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$replay" "$k" "$st" "${pause:--}" "${frozen:--}" \
 		"$(us "$save_ms" || echo -)" "$(us "$restore_ms" || echo -)" "${captured:--}" "${rtt:--}" "${wall:--}" "$stream" "$note" >>"$RAW"
-	log "$tag: $st pause=${pause:--} ms frozen=${frozen:--} ms save=${save_ms:--} ms restore=${restore_ms:--} ms captured=${captured:--} save-wall=${wall:--} ms stream=$stream $note"
+	bench_log "$tag: $st pause=${pause:--} ms frozen=${frozen:--} ms save=${save_ms:--} ms restore=${restore_ms:--} ms captured=${captured:--} save-wall=${wall:--} ms stream=$stream $note"
 
-	local t
-	for t in "${!T_PIDS[@]}"; do t_kill "$t"; done
-	"$SOCKMIG" lab down --name "$T_LAB" >/dev/null 2>&1
+	bench_lab_down
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { if (!NR) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col() { # N REPLAY COLUMN: the column's values of the good runs
 	awk -F'\t' -v n="$1" -v r="$2" -v c="$3" '$1 == n && $2 == r && $4 == "ok" && $c != "-" { print $c }' "$RAW"
 }
 
 table() {
 	local n r ok all
-	printf '\nmachine: %s CPUs, %s, kernel %s; sockmig %s\n' "$(nproc)" \
-		"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)" "$(uname -r)" \
-		"$(git -C "$T_ROOT" describe --always --dirty 2>/dev/null || echo '?')"
+	printf '\n'
+	bench_machine
 	printf 'background: tcp-stream --rate %s per connection; peer pause = ping-pong max_gap_ms (1 ping/ms); medians over the good runs\n\n' "$RATE"
 	printf '| conns | replay | runs ok | peer pause ms (min-max) | frozen ms | save us/sock | restore us/sock | captured src+dst | save wall ms | streams intact |\n'
 	printf '| ---: | --- | --- | --- | ---: | ---: | ---: | --- | ---: | --- |\n'
@@ -208,17 +189,17 @@ table() {
 			[ "$all" -gt 0 ] || continue
 			ok=$(col "$n" "$r" 4 | wc -l)
 			printf '| %s | %s | %s/%s | %s (%s-%s) | %s | %s | %s | %s | %s | %s |\n' "$n" "$r" "$ok" "$all" \
-				"$(col "$n" "$r" 5 | median)" "$(col "$n" "$r" 5 | sort -n | head -1)" "$(col "$n" "$r" 5 | sort -n | tail -1)" \
-				"$(col "$n" "$r" 6 | median)" "$(col "$n" "$r" 7 | median)" "$(col "$n" "$r" 8 | median)" \
+				"$(col "$n" "$r" 5 | bench_median 3)" "$(col "$n" "$r" 5 | sort -n | head -1)" "$(col "$n" "$r" 5 | sort -n | tail -1)" \
+				"$(col "$n" "$r" 6 | bench_median 3)" "$(col "$n" "$r" 7 | bench_median 3)" "$(col "$n" "$r" 8 | bench_median 3)" \
 				"$(col "$n" "$r" 9 | sort -t+ -k1,1n | awk '{ v[NR] = $1 } END { print (NR ? v[int((NR + 1) / 2)] : "-") }')" \
-				"$(col "$n" "$r" 11 | median)" \
+				"$(col "$n" "$r" 11 | bench_median 3)" \
 				"$(awk -F'\t' -v n="$n" -v r="$r" '$1 == n && $2 == r && $12 != "-" { t++; if ($12 == "ok") k++ } END { print (t ? k + 0 "/" t : "-") }' "$RAW")"
 		done
 	done
 	printf '\nraw runs and logs: %s\n' "$T_DIR"
 }
 
-log "results in $T_DIR"
+bench_log "results in $T_DIR"
 for n in $CONNS; do
 	for r in $REPLAYS; do
 		for k in $(seq "$RUNS"); do

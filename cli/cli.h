@@ -21,6 +21,7 @@ int nodes_main(int argc, char *argv[]);
 int migrate_main(int argc, char *argv[]);
 int run_main(int argc, char *argv[]);
 int ps_main(int argc, char *argv[]);
+int flows_main(int argc, char *argv[]);
 
 /* Print "sockmig: " + the formatted sentence + newline on stderr. */
 void cli_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -97,6 +98,15 @@ enum cli_ctl_line {
 /* The next line of an answer, cut off in place at *pos (start with the
  * answer itself). Empty lines and lines that do not parse are skipped. */
 enum cli_ctl_line cli_ctl_next(char **pos, struct cli_kv_line *l);
+
+/* The options of a listing command (ps, flows): --all, --json, --config
+ * FILE, --help, and no argument. -1: go on; else the exit status (0 after
+ * --help, 1 after a sentence about a bad option). */
+struct cli_list_opts {
+	bool all, json;
+	const char *config;
+};
+int cli_list_opts(int argc, char *argv[], const char *cmd, void (*usage)(FILE *f), struct cli_list_opts *ret);
 
 /* S as a JSON string on stdout: quotes, '\\' and control bytes escaped;
  * NULL as "". */

@@ -8,6 +8,7 @@
  * daemon/log.c has its own, stricter key=value splitter: the daemon does not
  * link the CLI.
  */
+#include <getopt.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,4 +228,47 @@ void cli_json_str(const char *s)
 			putchar(c);
 	}
 	putchar('"');
+}
+
+int cli_list_opts(int argc, char *argv[], const char *cmd, void (*usage)(FILE *f), struct cli_list_opts *ret)
+{
+	static const struct option opts[] = {
+		{ "all", no_argument, NULL, 'a' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	*ret = (struct cli_list_opts){ 0 };
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			ret->all = true;
+			break;
+		case 'j':
+			ret->json = true;
+			break;
+		case 'c':
+			ret->config = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			if (optopt == 'c')
+				cli_err("%s: option '--config' needs a file", cmd);
+			else
+				cli_err("%s: unknown option '%s'; see '%s %s --help'", cmd, argv[optind - 1], prog_name, cmd);
+			return 1;
+		}
+	}
+	if (optind < argc) {
+		cli_err("%s takes no argument '%s'; see '%s %s --help'", cmd, argv[optind], prog_name, cmd);
+		return 1;
+	}
+	return -1;
 }

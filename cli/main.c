@@ -24,6 +24,7 @@ static const struct {
 	{ "migrate", migrate_main, "Move a running process with its connections to another node" },
 	{ "run", run_main, "Start a command as a job with an address of its own" },
 	{ "ps", ps_main, "List the jobs and moved-in processes of this node (or all nodes)" },
+	{ "flows", flows_main, "List the flow routes (forward, rewrite) of this node (or all nodes)" },
 };
 
 static void show_usage(FILE *f)

@@ -8,7 +8,7 @@
  * original ends only once the destination runs it, and any failure before
  * that leaves it running here with its connections.
  *
- *   sockmig migrate PID|JOB --to NODE [--mode auto|move] [--json] [--config FILE]
+ *   sockmig migrate PID|JOB --to NODE [--mode auto|move|forward|rewrite] [--json] [--config FILE]
  */
 #include <errno.h>
 #include <getopt.h>
@@ -29,7 +29,7 @@
 static void migrate_usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: %s migrate PID|JOB --to NODE [--mode auto|move] [--json] [--config FILE]\n"
+		"Usage: %s migrate PID|JOB --to NODE [--mode auto|move|forward|rewrite] [--json] [--config FILE]\n"
 		"\n"
 		"Moves the process PID (or the job of that name, see 'sockmig ps') from this\n"
 		"node to NODE with its TCP and UDP connections: its peers see a short pause,\n"
@@ -37,9 +37,16 @@ static void migrate_usage(FILE *f)
 		"anything fails before that, it goes on here as if nothing happened.\n"
 		"Prints the pid it has on NODE and how long its connections were frozen.\n"
 		"\n"
-		"--mode: how its addresses keep working. 'move' (and 'auto', for now): the\n"
-		"process's own addresses (a job's, from 'sockmig run') leave this node and\n"
-		"appear on NODE. 'forward' and 'rewrite' are not implemented yet.\n"
+		"--mode: how its connections keep reaching it (docs/cluster.md, \"Modes\").\n"
+		"  move     its own addresses (a job's, from 'sockmig run') leave this node and\n"
+		"           appear on NODE; a socket on this node's address is refused.\n"
+		"  forward  as move for a job's addresses; flows on a node's address are\n"
+		"           forwarded by that node (their home) to NODE, never chained.\n"
+		"  rewrite  as move for a job's addresses; a connection whose peer is on a\n"
+		"           cluster node goes straight to NODE (both nodes translate the\n"
+		"           addresses); listeners and unconnected UDP are forwarded.\n"
+		"  auto     (the default) per flow: move, else rewrite, else forward.\n"
+		"A flow keeps the mode it got on its first move.\n"
 		"Only root may move another user's process. The process's stdin, stdout and\n"
 		"stderr: a file is reopened on NODE, a terminal or pipe becomes /dev/null (a\n"
 		"job's output goes on into its log).\n",
@@ -139,12 +146,7 @@ int migrate_main(int argc, char *argv[])
 		cli_err("migrate: '%s' is not a valid node name", to);
 		return 1;
 	}
-	if (!strcmp(mode, "forward") || !strcmp(mode, "rewrite")) {
-		cli_err("migrate: mode '%s' is not implemented yet; only 'move' (the process's own addresses move with it) is",
-			mode);
-		return 1;
-	}
-	if (strcmp(mode, "auto") && strcmp(mode, "move")) {
+	if (strcmp(mode, "auto") && strcmp(mode, "move") && strcmp(mode, "forward") && strcmp(mode, "rewrite")) {
 		cli_err("migrate: '%s' is not a mode: auto, move, forward or rewrite", mode);
 		return 1;
 	}
@@ -185,7 +187,9 @@ int migrate_main(int argc, char *argv[])
 			printf(",\"mode\":");
 			cli_json_str(cli_kv_get(&l, "mode"));
 			printf(",\"new_pid\":%ld,\"own_pid\":%ld,\"sockets\":%ld,\"tcp\":%ld,\"udp\":%ld,"
-			       "\"frozen_ms\":%.3f,\"save_ms\":%.3f,\"captured_src\":%ld,\"captured_dst\":%ld}\n",
+			       "\"frozen_ms\":%.3f,\"save_ms\":%.3f,\"captured_src\":%ld,\"captured_dst\":%ld,"
+			       "\"forwarded\":%ld,\"rewritten\":%ld,\"precopy_rounds\":%ld,\"precopy_bytes\":%lld,"
+			       "\"frozen_pages\":%lld}\n",
 			       strtol(new_pid ? new_pid : "0", NULL, 10),
 			       strtol(cli_kv_get(&l, "own_pid") ?: "0", NULL, 10),
 			       strtol(cli_kv_get(&l, "sockets") ?: "0", NULL, 10),
@@ -194,7 +198,12 @@ int migrate_main(int argc, char *argv[])
 			       strtod(frozen ? frozen : "0", NULL) / 1000.0,
 			       strtod(cli_kv_get(&l, "save_us") ?: "0", NULL) / 1000.0,
 			       strtol(cli_kv_get(&l, "captured_src") ?: "0", NULL, 10),
-			       strtol(cli_kv_get(&l, "captured_dst") ?: "0", NULL, 10));
+			       strtol(cli_kv_get(&l, "captured_dst") ?: "0", NULL, 10),
+			       strtol(cli_kv_get(&l, "forwarded") ?: "0", NULL, 10),
+			       strtol(cli_kv_get(&l, "rewritten") ?: "0", NULL, 10),
+			       strtol(cli_kv_get(&l, "precopy_rounds") ?: "0", NULL, 10),
+			       strtoll(cli_kv_get(&l, "precopy_bytes") ?: "0", NULL, 10),
+			       strtoll(cli_kv_get(&l, "frozen_pages") ?: "0", NULL, 10));
 		} else {
 			printf("moved pid %d", (int)pid);
 			if (job && strcmp(job, "-"))
@@ -202,8 +211,13 @@ int migrate_main(int argc, char *argv[])
 			printf(" from %s to %s", cli_kv_get(&l, "from") ?: "?", cli_kv_get(&l, "to") ?: "?");
 			if (new_pid && strcmp(new_pid, "0"))
 				printf(" (pid %s there)", new_pid);
-			printf(": %s sockets, frozen %.3f ms\n", cli_kv_get(&l, "sockets") ?: "?",
+			printf(": %s sockets, frozen %.3f ms", cli_kv_get(&l, "sockets") ?: "?",
 			       strtod(frozen ? frozen : "0", NULL) / 1000.0);
+			if (strtol(cli_kv_get(&l, "forwarded") ?: "0", NULL, 10))
+				printf(", %s flows forwarded", cli_kv_get(&l, "forwarded"));
+			if (strtol(cli_kv_get(&l, "rewritten") ?: "0", NULL, 10))
+				printf(", %s flows rewritten", cli_kv_get(&l, "rewritten"));
+			printf("\n");
 		}
 	}
 	if (t == CLI_CTL_ERROR)

@@ -4,7 +4,6 @@
  * local daemon runs; with --all, those of every member (each asked by the
  * local daemon over an authenticated channel). docs/cluster.md.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,48 +66,17 @@ static void print_job_json(const struct cli_kv_line *l, bool first)
 
 int ps_main(int argc, char *argv[])
 {
-	static const struct option opts[] = {
-		{ "all", no_argument, NULL, 'a' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "config", required_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *config = NULL;
 	_cleanup_free_ struct sockmig_config *cfg = NULL;
 	_cleanup_free_ char *answer = NULL;
-	bool all = false, json = false, ok = false, first = true, first_down = true;
-	int c;
+	bool ok = false, first = true, first_down = true, all, json;
+	struct cli_list_opts lo;
+	int k = cli_list_opts(argc, argv, "ps", ps_usage, &lo);
 
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'a':
-			all = true;
-			break;
-		case 'j':
-			json = true;
-			break;
-		case 'c':
-			config = optarg;
-			break;
-		case 'h':
-			ps_usage(stdout);
-			return 0;
-		default:
-			if (optopt == 'c')
-				cli_err("ps: option '--config' needs a file");
-			else
-				cli_err("ps: unknown option '%s'; see '%s ps --help'", argv[optind - 1], prog_name);
-			return 1;
-		}
-	}
-	if (optind < argc) {
-		cli_err("ps takes no argument '%s'; see '%s ps --help'", argv[optind], prog_name);
-		return 1;
-	}
-	cfg = cli_ctl_config(config);
+	if (k >= 0)
+		return k;
+	all = lo.all;
+	json = lo.json;
+	cfg = cli_ctl_config(lo.config);
 	if (!cfg)
 		return 1;
 	answer = cli_ctl_ask(cfg->control, all ? "ps all\n" : "ps\n", ANSWER_TIMEOUT_S);

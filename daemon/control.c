@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "routes.h"
 #include "sockmig/proc.h"
 #include "sockmig/sockmig.h"
 
@@ -216,9 +217,10 @@ static const struct ctl_request {
 	{ "nodes", 0, 0, 0, "nodes", req_nodes },
 	{ "ping", 1, 1, 0, "ping NODE", req_ping },
 	{ "inspect", 1, 1, CTL_PID, "inspect PID", req_inspect },
-	{ "migrate", 2, 3, CTL_PID, "migrate PID NODE [auto|move]", ctl_migrate },
+	{ "migrate", 2, 3, CTL_PID, "migrate PID NODE [auto|move|forward|rewrite]", ctl_migrate },
 	{ "run", 4, CTL_ARGS_MAX - 1, 0, "run NAME|- ADDRESS|- CWD ARG...", ctl_run },
 	{ "ps", 0, 1, 0, "ps [all]", ctl_ps },
+	{ "flows", 0, 1, 0, "flows [all]", ctl_flows },
 };
 
 /* ---- the caller and its target ---- */

@@ -72,6 +72,8 @@ const char *addr_text(const struct sockaddr *sa, char *buf, size_t size);
 enum conn_kind { CONN_PEER, CONN_CONTROL, CONN_OUTGOING };
 
 struct job;
+struct sockmig_route;
+struct sockmig_flow;
 
 struct daemon {
 	struct sockmig_config *cfg;
@@ -82,6 +84,8 @@ struct daemon {
 	pthread_mutex_t jobs_lock; /* the job list */
 	struct job *jobs;
 	unsigned n_jobs;
+	pthread_mutex_t route_lock; /* this node's flow routes (routes.c) */
+	struct sockmig_route *route;
 	pthread_mutex_t lock;
 	pthread_cond_t idle;   /* signalled when a connection ends */
 	struct conn *conns;    /* every registered socket */
@@ -229,6 +233,9 @@ struct job {
 	char from[SOCKMIG_NAME_MAX + 1];   /* the node it came from last, "" */
 	unsigned moves;
 	char cmd[64];
+	/* flows routed to it here (accept entries; modes forward, rewrite) */
+	struct sockmig_flow *routed;
+	size_t n_routed;
 };
 
 /* The interface that holds this node's member address, and that address's

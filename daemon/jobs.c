@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "routes.h"
 #include "sockmig/flow.h"
 #include "sockmig/sockmig.h"
 
@@ -198,6 +199,7 @@ void jobs_remove(struct daemon *d, struct job *j)
 			break;
 		}
 	}
+	free(j->routed);
 	free(j);
 }
 
@@ -269,6 +271,7 @@ static void job_ended(struct daemon *d, pid_t child, const siginfo_t *si)
 	    sockmig_addr_release(ifname, j->family, j->addr, j->prefixlen) < 0 && sockmig_error()[0])
 		log_kv("warn", "event=address-release job=%s address=%s msg=%s", j->name[0] ? j->name : "-", a,
 		       kv_quote(sockmig_error(), q, sizeof(q)));
+	routes_forget(d, j);
 	jobs_remove(d, j);
 	pthread_mutex_unlock(&d->jobs_lock);
 }

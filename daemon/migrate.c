@@ -26,6 +26,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <limits.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -39,6 +40,8 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "routes.h"
+#include "sockmig/flow.h"
 #include "sockmig/proc.h"
 #include "sockmig/sockets.h"
 #include "sockmig/sockmig.h"
@@ -89,15 +92,15 @@ static void read_status(pid_t pid, pid_t *own_pid, uid_t *uid, char *comm, size_
 }
 
 /*
- * In mode move the sockets' local addresses leave this node. A socket on a
- * member address would take the node's own address with it (and the
- * cluster's channel to this node): only a job's own addresses may move.
- * (Connections a listener on a wildcard address accepts during the move's
- * drain are not seen here: docs/cluster.md, limits.)
+ * In mode move the sockets' local addresses leave this node. A socket on one
+ * of the node's own addresses (stay) would take the node's address with it
+ * (and the cluster's channel to this node): only a job's own addresses may
+ * move; the node's need mode forward or rewrite. (Connections a listener on
+ * a wildcard address accepts during the move's drain are not seen here:
+ * docs/cluster.md, limits.)
  */
-static int check_addresses(struct ctl_req *r, pid_t pid)
+static int check_addresses(struct ctl_req *r, pid_t pid, const struct sockmig_image_addr *stay, size_t n_stay)
 {
-	const struct sockmig_config *cfg = r->d->cfg;
 	struct sockmig_proc *p;
 	int *fds = NULL, k;
 	size_t n = 0;
@@ -139,17 +142,15 @@ static int check_addresses(struct ctl_req *r, pid_t pid)
 		} else {
 			continue;
 		}
-		for (size_t m = 0; m < cfg->n_members; m++) {
-			const struct sockmig_member *mb = &cfg->members[m];
-
-			if (mb->family != family || memcmp(mb->addr, a, family == AF_INET ? 4 : 16))
+		for (size_t m = 0; m < n_stay; m++) {
+			if (stay[m].family != family || memcmp(stay[m].addr, a, family == AF_INET ? 4 : 16))
 				continue;
 			inet_ntop(family, a, text, sizeof(text));
 			k = ctl_fail(r, -EADDRNOTAVAIL,
-				     "cannot migrate pid %d: its fd %d uses %s, the address of node %s; in mode move only "
-				     "a job's own address (sockmig run) can move (mode forward, for the node's "
-				     "address, is not implemented yet)",
-				     (int)pid, fds[i], text, mb->name);
+				     "cannot migrate pid %d in mode move: its fd %d uses %s, an address of node %s, which "
+				     "cannot leave it; only a job's own address (sockmig run) moves (modes auto, forward "
+				     "and rewrite keep such flows working)",
+				     (int)pid, fds[i], text, r->d->cfg->node);
 			break;
 		}
 	}
@@ -161,14 +162,63 @@ out:
 
 static const char *mode_check(const char *mode, char *err, size_t size)
 {
-	if (!strcmp(mode, "auto") || !strcmp(mode, "move"))
-		return "move";
-	if (!strcmp(mode, "forward") || !strcmp(mode, "rewrite"))
-		snprintf(err, size, "mode '%s' is not implemented yet; only 'move' (the process's own addresses move "
-			 "with it) is", mode);
-	else
-		snprintf(err, size, "'%.40s' is not a mode: auto, move, forward or rewrite", mode);
+	static const char *const modes[] = { "auto", "move", "forward", "rewrite" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
+		if (!strcmp(mode, modes[i]))
+			return modes[i];
+	snprintf(err, size, "'%.40s' is not a mode: auto, move, forward or rewrite", mode);
 	return NULL;
+}
+
+/* The addresses of the cluster interface that are not a job's: the
+ * node's own, which stay here whatever moves (routed flows). */
+static int node_addresses(struct daemon *d, const char *ifname, struct sockmig_image_addr **ret, size_t *ret_n)
+{
+	struct ifaddrs *ifa;
+	struct sockmig_image_addr *a = NULL;
+	size_t n = 0;
+
+	*ret = NULL;
+	*ret_n = 0;
+	if (getifaddrs(&ifa) < 0)
+		return -errno;
+	for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+		const uint8_t *x;
+		int fam;
+		void *na;
+
+		if (!i->ifa_addr || strcmp(i->ifa_name, ifname))
+			continue;
+		fam = i->ifa_addr->sa_family;
+		if (fam == AF_INET)
+			x = (const uint8_t *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr;
+		else if (fam == AF_INET6)
+			x = (const uint8_t *)&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr;
+		else
+			continue;
+		pthread_mutex_lock(&d->jobs_lock);
+		if (jobs_find_addr(d, fam, x)) {
+			pthread_mutex_unlock(&d->jobs_lock);
+			continue;
+		}
+		pthread_mutex_unlock(&d->jobs_lock);
+		na = realloc(a, (n + 1) * sizeof(*a));
+		if (!na) {
+			free(a);
+			freeifaddrs(ifa);
+			return -ENOMEM;
+		}
+		a = na;
+		memset(&a[n], 0, sizeof(a[n]));
+		a[n].family = (uint8_t)fam;
+		memcpy(a[n].addr, x, fam == AF_INET ? 4 : 16);
+		n++;
+	}
+	freeifaddrs(ifa);
+	*ret = a;
+	*ret_n = n;
+	return 0;
 }
 
 /* D's last line on the relayed stream: its pid there. */
@@ -197,12 +247,96 @@ static void read_running(int fd, unsigned timeout_ms, pid_t *ret_pid, pid_t *ret
 		*ret_pid = *ret_own = 0;
 }
 
+/* At most this many routed flows in one move (the hooks' messages). */
+#define SM_MAX_ROUTED 65536
+
+/* Whether the channel's failure pk (its pump's) explains the move's k. */
+static bool channel_broke(int k, int pk)
+{
+	return k != -ETIMEDOUT && (pk == -EBADMSG || pk == -EMSGSIZE || pk == -ECONNABORTED || pk == -ECONNRESET ||
+				   pk == -EPIPE || pk == -ETIMEDOUT);
+}
+
 struct send_result {
 	int r;
 	int32_t new_pid, new_own;
 	struct sockmig_move_stats st;
 	char sentence[512];
 };
+
+/*
+ * The child's route hooks ask the daemon thread that forked it: the daemon's
+ * state (its channels to other nodes, the route handle, their locks) is the
+ * parent's; a forked child must not use locks that threads which do not
+ * exist in it may hold.
+ */
+enum { HOOK_SWITCH = 1, HOOK_BACK = 2 };
+struct hook_msg {
+	uint32_t op;
+	uint32_t n;
+};
+struct hook_answer {
+	int32_t r;
+	char err[400];
+};
+
+static bool io_full(int fd, void *buf, size_t len, bool wr)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t k = wr ? write(fd, (char *)buf + done, len - done) : read(fd, (char *)buf + done, len - done);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return false;
+		done += (size_t)k;
+	}
+	return true;
+}
+
+static int child_ask(int fd, uint32_t op, const struct sockmig_flow *flows, size_t n, char *err, size_t size)
+{
+	struct hook_msg h = { op, (uint32_t)n };
+	struct hook_answer a = { .r = -EIO };
+
+	if (!io_full(fd, &h, sizeof(h), true) || !io_full(fd, (void *)flows, n * sizeof(*flows), true) ||
+	    !io_full(fd, &a, sizeof(a), false))
+		snprintf(a.err, sizeof(a.err), "the daemon did not answer the route request");
+	a.err[sizeof(a.err) - 1] = '\0';
+	if (err)
+		snprintf(err, size, "%s", a.err);
+	return a.r;
+}
+
+static int child_route_switch(void *ctx, const struct sockmig_flow *flows, size_t n, char *err, size_t size)
+{
+	return child_ask(*(int *)ctx, HOOK_SWITCH, flows, n, err, size);
+}
+
+static void child_route_back(void *ctx, const struct sockmig_flow *flows, size_t n)
+{
+	child_ask(*(int *)ctx, HOOK_BACK, flows, n, NULL, 0);
+}
+
+/* The parent's side: one hook request from the child. */
+static bool serve_hook(int fd, struct route_move *mv)
+{
+	struct hook_msg h;
+	struct hook_answer a = { 0 };
+	struct sockmig_flow *flows = NULL;
+
+	if (!io_full(fd, &h, sizeof(h), false) || h.n > SM_MAX_ROUTED ||
+	    !(flows = calloc(h.n ? h.n : 1, sizeof(*flows))) || !io_full(fd, flows, h.n * sizeof(*flows), false)) {
+		free(flows);
+		return false;
+	}
+	if (h.op == HOOK_SWITCH)
+		a.r = routes_switch(mv, flows, h.n, a.err, sizeof(a.err));
+	else
+		routes_back(mv);
+	free(flows);
+	return io_full(fd, &a, sizeof(a), true);
+}
 
 /*
  * The source side runs in a child process of its own: the library's
@@ -214,13 +348,34 @@ struct send_result {
  * waiting for EOF), runs the move, and reports. Bounded: every step of the
  * move is bounded by the timeout.
  */
+static void close_all_but(int a, int b, int c)
+{
+	int keep[3] = { a, b, c }, from = 3;
+
+	/* sorted */
+	for (int i = 0; i < 3; i++)
+		for (int j = i + 1; j < 3; j++)
+			if (keep[j] < keep[i]) {
+				int t = keep[i];
+				keep[i] = keep[j];
+				keep[j] = t;
+			}
+	for (int i = 0; i < 3; i++) {
+		if (keep[i] > from)
+			syscall(SYS_close_range, from, keep[i] - 1, 0);
+		if (keep[i] + 1 > from)
+			from = keep[i] + 1;
+	}
+	syscall(SYS_close_range, from, ~0u, 0);
+}
+
 static void send_in_child(pid_t target, const struct sockmig_move_opts *o, int fd, unsigned timeout_ms,
-			  struct send_result *res)
+			  struct route_move *mv, struct send_result *res)
 {
 	unsigned limit_s = 6 * (timeout_ms / 1000 + 1) + 60;
 	bool timed_out = false;
 	uint64_t deadline;
-	int p[2], status;
+	int p[2], sv[2], status;
 	ssize_t got = 0;
 	pid_t pid;
 
@@ -230,18 +385,28 @@ static void send_in_child(pid_t target, const struct sockmig_move_opts *o, int f
 		snprintf(res->sentence, sizeof(res->sentence), "cannot make a pipe: %s", strerror(errno));
 		return;
 	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		res->r = -errno;
+		snprintf(res->sentence, sizeof(res->sentence), "cannot make a socket pair: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return;
+	}
 	pid = fork();
 	if (pid == 0) {
 		struct send_result x = { 0 };
-		int lo = fd < p[1] ? fd : p[1], hi = fd < p[1] ? p[1] : fd;
+		struct sockmig_move_hooks hooks = { .ctx = &sv[1],
+						    .route_switch = child_route_switch,
+						    .route_back = child_route_back };
+		struct sockmig_move_opts co = *o;
 
 		close(p[0]);
-		syscall(SYS_close_range, 3, lo - 1, 0);
-		if (hi > lo + 1)
-			syscall(SYS_close_range, lo + 1, hi - 1, 0);
-		syscall(SYS_close_range, hi + 1, ~0u, 0);
+		close(sv[0]);
+		close_all_but(fd, p[1], sv[1]);
+		if (o->hooks)
+			co.hooks = &hooks;
 		sockmig_error_clear();
-		x.r = sockmig_sockets_send(target, o, fd, &x.st);
+		x.r = sockmig_sockets_send(target, &co, fd, &x.st);
 		if (x.r < 0)
 			snprintf(x.sentence, sizeof(x.sentence), "%s", sockmig_error()[0] ? sockmig_error() : strerror(-x.r));
 		else
@@ -250,20 +415,22 @@ static void send_in_child(pid_t target, const struct sockmig_move_opts *o, int f
 		_exit(0);
 	}
 	close(p[1]);
+	close(sv[1]);
 	if (pid < 0) {
 		res->r = -errno;
 		snprintf(res->sentence, sizeof(res->sentence), "cannot start the migration: fork: %s", strerror(errno));
 		close(p[0]);
+		close(sv[0]);
 		return;
 	}
 	/* Every step of the move is bounded by the library; this bounds a
 	 * move that hangs all the same (a tracee that never stops). */
 	deadline = now_ns() + (uint64_t)limit_s * 1000000000ull;
 	while (got < (ssize_t)sizeof(*res)) {
-		struct pollfd pfd = { .fd = p[0], .events = POLLIN };
+		struct pollfd pfd[2] = { { .fd = p[0], .events = POLLIN }, { .fd = sv[0], .events = POLLIN } };
 		uint64_t now = now_ns();
 		ssize_t n;
-		int k = now >= deadline ? 0 : poll(&pfd, 1, (int)((deadline - now) / 1000000ull) + 1);
+		int k = now >= deadline ? 0 : poll(pfd, sv[0] >= 0 ? 2 : 1, (int)((deadline - now) / 1000000ull) + 1);
 
 		if (k < 0 && errno == EINTR)
 			continue;
@@ -272,6 +439,15 @@ static void send_in_child(pid_t target, const struct sockmig_move_opts *o, int f
 			timed_out = true;
 			break;
 		}
+		if (sv[0] >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+			/* EOF: the child is done with its hooks */
+			if (!mv || !serve_hook(sv[0], mv)) {
+				close(sv[0]);
+				sv[0] = -1;
+			}
+		}
+		if (!(pfd[0].revents & (POLLIN | POLLHUP)))
+			continue;
 		n = read(p[0], (char *)res + got, sizeof(*res) - (size_t)got);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -280,8 +456,14 @@ static void send_in_child(pid_t target, const struct sockmig_move_opts *o, int f
 		got += n;
 	}
 	close(p[0]);
+	if (sv[0] >= 0)
+		close(sv[0]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	/* A child that ended without rolling its routes back (killed, or
+	 * crashed): the flows must reach this node again. */
+	if (mv && (timed_out || got != (ssize_t)sizeof(*res) || res->r < 0))
+		routes_back(mv);
 	if (timed_out) {
 		memset(res, 0, sizeof(*res));
 		res->r = -ETIMEDOUT;
@@ -304,12 +486,17 @@ int ctl_migrate(struct ctl_req *r)
 	const struct sockmig_config *cfg = d->cfg;
 	const char *to = r->argv[2], *mode;
 	const struct sockmig_member *m = sockmig_config_member(cfg, to);
-	struct sockmig_move_opts o = { .with_process = 1, .timeout_ms = cfg->timeout_ms };
+	struct sockmig_move_opts o = { .with_process = 1, .timeout_ms = cfg->timeout_ms, .precopy_rounds = 4 };
 	struct sockmig_move_stats st = { 0 };
 	struct migrant mg = { .pid = r->target, .kind = JOB_ADOPTED };
 	char ifname[IF_NAMESIZE], err[512], req[1024], reply[600], a[64], cmdq[140], q[700];
 	struct peer_link l;
 	struct job *j;
+	/* the child's copy is replaced by its own hooks (send_in_child) */
+	static const struct sockmig_move_hooks route_hooks = { 0 };
+	struct route_move mv = { 0 };
+	_cleanup_free_ struct sockmig_image_addr *stay = NULL;
+	size_t n_stay = 0;
 	pid_t new_pid = 0, new_own = 0;
 	unsigned plen;
 	int k, fd = -1, pk;
@@ -350,9 +537,26 @@ int ctl_migrate(struct ctl_req *r)
 	}
 	pthread_mutex_unlock(&d->jobs_lock);
 
-	k = check_addresses(r, r->target);
-	if (k < 0)
+	k = node_addresses(d, ifname, &stay, &n_stay);
+	if (k < 0) {
+		ctl_fail(r, k, "cannot migrate pid %d: cannot list this node's addresses: %s", (int)r->target, strerror(-k));
 		goto done;
+	}
+	if (!strcmp(mode, "move")) {
+		k = check_addresses(r, r->target, stay, n_stay);
+		if (k < 0)
+			goto done;
+	} else {
+		/* the node's addresses stay; flows on them are routed */
+		o.stay_addrs = stay;
+		o.n_stay_addrs = n_stay;
+		o.hooks = &route_hooks;
+		mv.d = d;
+		mv.dst = m;
+		mv.mode = mode;
+		mv.origin = mg.origin;
+		mv.kind_job = mg.kind == JOB_RUN && mg.has_addr;
+	}
 	k = peer_open(d, m, cfg->timeout_ms, &l, err, sizeof(err));
 	if (k < 0) {
 		ctl_fail(r, k, "cannot migrate pid %d to %s (it goes on here): %s", (int)r->target, m->name, err);
@@ -383,7 +587,7 @@ int ctl_migrate(struct ctl_req *r)
 	{
 		struct send_result res;
 
-		send_in_child(r->target, &o, fd, cfg->timeout_ms, &res);
+		send_in_child(r->target, &o, fd, cfg->timeout_ms, o.hooks ? &mv : NULL, &res);
 		/* the child held the other copy: END goes out now */
 		close(fd);
 		k = res.r;
@@ -395,8 +599,17 @@ int ctl_migrate(struct ctl_req *r)
 				 (int)r->target, m->name, res.sentence);
 	}
 	pk = sockmig_chan_pump_wait(l.chan);
-	if (pk < 0)
+	if (pk < 0) {
 		log_kv("warn", "event=channel-error to=%s msg=%s", m->name, kv_quote(sockmig_error(), q, sizeof(q)));
+		/* A damaged record, a destination that gave up, died (a reset,
+		 * a channel closed without END) or went silent (a cut link) is
+		 * why the move failed: not the broken pipe or the short read
+		 * the move saw on its end of the pump. A timeout of the move's
+		 * own is its own cause: the pump only failed after it. */
+		if (k < 0 && channel_broke(k, pk))
+			ctl_fail(r, k, "cannot migrate pid %d to %s (it goes on here, connections intact): %s",
+				 (int)r->target, m->name, sockmig_error());
+	}
 	peer_close(d, &l);
 
 done:
@@ -416,23 +629,33 @@ done:
 	}
 	pthread_mutex_unlock(&d->jobs_lock);
 	if (k < 0) {
+		routes_move_free(&mv);
 		log_kv("warn", "event=migrate role=source pid=%d job=%s from=%s to=%s mode=%s result=failed msg=%s",
 		       (int)r->target, mg.name[0] ? mg.name : "-", cfg->node, to, mode ? mode : "-",
 		       kv_quote(r->error, q, sizeof(q)));
 		return k;
 	}
+	/* this node's accept and rewrite entries for the flows go; its
+	 * forward entries (it is their home) stay */
+	routes_commit(&mv);
+	routes_move_free(&mv);
 	log_kv("info",
 	       "event=migrate role=source pid=%d job=%s from=%s to=%s mode=%s sockets=%u tcp=%u udp=%u frozen_ms=%.3f "
-	       "save_ms=%.3f captured=%u+%u new_pid=%d result=ok",
+	       "save_ms=%.3f captured=%u+%u forwarded=%u rewritten=%u precopy_rounds=%u precopy_bytes=%llu "
+	       "frozen_pages=%llu new_pid=%d result=ok",
 	       (int)r->target, mg.name[0] ? mg.name : "-", cfg->node, m->name, mode, st.n_tcp + st.n_udp, st.n_tcp,
 	       st.n_udp, (double)st.frozen_ns / 1e6, (double)st.save_ns / 1e6, st.captured_src, st.captured_dst,
-	       (int)new_pid);
+	       mv.n_forward, mv.n_rewrite, st.precopy_rounds, (unsigned long long)st.precopy_bytes,
+	       (unsigned long long)st.frozen_pages, (int)new_pid);
 	ctl_send(r,
 		 "migrated pid=%d job=%s from=%s to=%s mode=%s new_pid=%d own_pid=%d sockets=%u tcp=%u udp=%u "
-		 "frozen_us=%llu save_us=%llu captured_src=%u captured_dst=%u",
+		 "frozen_us=%llu save_us=%llu captured_src=%u captured_dst=%u forwarded=%u rewritten=%u "
+		 "precopy_rounds=%u precopy_bytes=%llu frozen_pages=%llu",
 		 (int)r->target, mg.name[0] ? mg.name : "-", cfg->node, m->name, mode, (int)new_pid, (int)new_own,
 		 st.n_tcp + st.n_udp, st.n_tcp, st.n_udp, (unsigned long long)(st.frozen_ns / 1000),
-		 (unsigned long long)(st.save_ns / 1000), st.captured_src, st.captured_dst);
+		 (unsigned long long)(st.save_ns / 1000), st.captured_src, st.captured_dst, mv.n_forward,
+		 mv.n_rewrite, st.precopy_rounds, (unsigned long long)st.precopy_bytes,
+		 (unsigned long long)st.frozen_pages);
 	return 0;
 }
 
@@ -453,6 +676,33 @@ static bool parse_uint(const char *s, unsigned long max, unsigned long *ret)
 	return true;
 }
 
+/* D's route hooks: they run in the thread of the move. */
+struct dst_routes {
+	struct daemon *d;
+	struct job *j;
+	struct sockmig_flow *taken;
+	size_t n_taken;
+};
+
+static int dst_route_take(void *ctx, const struct sockmig_flow *flows, size_t n, char *err, size_t size)
+{
+	struct dst_routes *x = ctx;
+
+	return routes_take(x->d, x->j, flows, n, &x->taken, &x->n_taken, err, size);
+}
+
+static void dst_route_drop(void *ctx, const struct sockmig_flow *flows, size_t n)
+{
+	struct dst_routes *x = ctx;
+
+	(void)flows;
+	(void)n;
+	routes_drop(x->d, x->taken, x->n_taken);
+	free(x->taken);
+	x->taken = NULL;
+	x->n_taken = 0;
+}
+
 /* The request's pairs into mg; false with the sentence in r->error. */
 static bool parse_migrant(struct peer_req *r, struct migrant *mg, const char **ret_mode)
 {
@@ -465,12 +715,9 @@ static bool parse_migrant(struct peer_req *r, struct migrant *mg, const char **r
 		snprintf(r->error, sizeof(r->error), "a migrate request is key=value pairs");
 		return false;
 	}
-	*ret_mode = kv_arg(&a, "mode");
-	if (!*ret_mode || strcmp(*ret_mode, "move")) {
-		snprintf(r->error, sizeof(r->error), "node %s takes mode 'move' only, not '%.40s'", r->d->cfg->node,
-			 *ret_mode ? *ret_mode : "");
+	*ret_mode = mode_check(kv_arg(&a, "mode") ? kv_arg(&a, "mode") : "", r->error, sizeof(r->error));
+	if (!*ret_mode)
 		return false;
-	}
 	if (!parse_uint(kv_arg(&a, "pid"), INT_MAX, &n) || !n)
 		goto bad;
 	mg->pid = (pid_t)n;
@@ -536,6 +783,8 @@ int peer_migrate(struct peer_req *r)
 	struct migrant mg = { 0 };
 	char ifname[IF_NAMESIZE], err[300], a[64], q[700];
 	struct job *j, *other;
+	struct dst_routes routes = { 0 };
+	const struct sockmig_move_hooks hooks = { .ctx = &routes, .route_take = dst_route_take, .route_drop = dst_route_drop };
 	unsigned plen;
 	int k, fd = -1, log_fd = -1;
 
@@ -591,6 +840,10 @@ int peer_migrate(struct peer_req *r)
 		free(j);
 		return k;
 	}
+	if (strcmp(mode, "move")) {
+		routes = (struct dst_routes){ .d = d, .j = j };
+		o.hooks = &hooks;
+	}
 	/* D cannot reach the source's terminal: a job's stdout and stderr go
 	 * to its log here; any other process's stdio the library reopens if
 	 * it was a file, else it becomes /dev/null. */
@@ -610,10 +863,17 @@ int peer_migrate(struct peer_req *r)
 	k = sockmig_sockets_receive(fd, &o, &socks, &st);
 	sockmig_restored_free(socks); /* the process has its own */
 	if (k < 0) {
+		int pk;
+
 		snprintf(r->error, sizeof(r->error), "%s", sockmig_error()[0] ? sockmig_error() : strerror(-k));
 		close(fd);
-		if (sockmig_chan_pump_wait(r->chan) < 0)
+		pk = sockmig_chan_pump_wait(r->chan);
+		if (pk < 0) {
 			log_kv("warn", "event=channel-error from=%s msg=%s", from, kv_quote(sockmig_error(), q, sizeof(q)));
+			/* as on the source: the channel's cause, not the pipe's */
+			if (channel_broke(k, pk))
+				snprintf(r->error, sizeof(r->error), "%s", sockmig_error());
+		}
 		goto fail;
 	}
 	pthread_mutex_lock(&d->jobs_lock);
@@ -621,6 +881,10 @@ int peer_migrate(struct peer_req *r)
 	j->own_pid = got.own_pid;
 	j->child = got.init_pid;
 	j->state = JOB_RUNNING;
+	/* its accept entries here, removed when it ends or leaves */
+	j->routed = routes.taken;
+	j->n_routed = routes.n_taken;
+	routes.taken = NULL;
 	pthread_mutex_unlock(&d->jobs_lock);
 	/* After the record: an exit seen at once still finds it. */
 	if (daemon_watch_child(d, got.init_pid) < 0)

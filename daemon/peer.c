@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "routes.h"
 #include "sockmig/sockmig.h"
 
 #define PEER_REQUEST_MAX 4096
@@ -65,6 +66,7 @@ static const struct peer_request {
 	{ "ping", req_ping },
 	{ "jobs", peer_jobs },
 	{ "migrate", peer_migrate },
+	{ "route", peer_route },
 };
 
 static void peer_dispatch(struct peer_req *r, const uint8_t *data, size_t len)
@@ -115,8 +117,8 @@ struct check_ctx {
 	const struct sockaddr_storage *from;
 };
 
-/* Only members, and only from their member address: the secret is the
- * cluster's, so this is what keeps one member from posing as another. */
+/* Only members, and only from their member address, after the channel
+ * checked the cluster's secret and the member's own node key. */
 static int check_peer(const char *peer, char *reason, size_t size, void *userdata)
 {
 	struct check_ctx *x = userdata;

@@ -23,6 +23,8 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "sockmig/route.h"
+#include "sockmig/flow.h"
 #include "sockmig/sockmig.h"
 
 /* ---- the registry of connections ---- */
@@ -359,6 +361,7 @@ int main(int argc, char *argv[])
 	d.epoll_fd = efd;
 	pthread_mutex_init(&d.lock, NULL);
 	pthread_mutex_init(&d.jobs_lock, NULL);
+	pthread_mutex_init(&d.route_lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&d.idle, &ca);
@@ -388,6 +391,16 @@ int main(int argc, char *argv[])
 		       self->port, kv_quote(d.cfg->control, ctl, sizeof(ctl)));
 	} else {
 		log_kv("info", "event=start pid=%d version=%s cluster=-", (int)getpid(), SOCKMIG_VERSION);
+	}
+	if (d.cfg) {
+		/* A daemon killed in the middle of a move leaves its flow lock:
+		 * the flows it froze would stay blackholed here for good. */
+		int n = sockmig_flowlock_purge_dead();
+
+		if (n > 0)
+			log_kv("warn", "event=purge locks=%d", n);
+		else if (n < 0)
+			log_kv("warn", "event=purge-failed msg=%s", kv_quote(sockmig_error(), q, sizeof(q)));
 	}
 	printf("ready\n");
 	fflush(stdout);
@@ -432,8 +445,11 @@ int main(int argc, char *argv[])
 		unlink(d.cfg->control);
 	}
 	left = daemon_stop_conns(&d);
-	if (left == 0)
+	if (left == 0) {
 		jobs_stop(&d);
+		/* the routes stay: the processes they serve run on */
+		sockmig_route_free(d.route);
+	}
 	close(efd);
 	close(sfd);
 	/* A thread that did not end in time may still read the config. */

@@ -34,6 +34,11 @@ int sm_pkt_parse(const uint8_t *pkt, size_t len, struct sm_pkt_tuple *ret);
 /* Flow normalised for matching: a v4-mapped IPv6 address is an IPv4 one. */
 int sm_flow_family(const struct sockmig_endpoint *e);
 bool sm_addr_is_any(const struct sockmig_endpoint *e);
+/* Take an address for valid_s seconds only (the kernel removes it then),
+ * or make one taken so permanent: a destination that dies in the middle of
+ * a move must not keep the job's address for ever. */
+int sm_addr_add_for(const char *ifname, int family, const void *addr, unsigned prefixlen, unsigned valid_s);
+int sm_addr_keep(const char *ifname, int family, const void *addr, unsigned prefixlen);
 
 /* Encode one flow's capture as the payload of SM_SECTION_FLOW_CAPTURE. */
 void sm_flow_capture_encode(const struct sockmig_flow_capture *fc, struct sm_buf *b);

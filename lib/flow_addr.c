@@ -31,10 +31,13 @@ static const char *addr_str(int family, const void *addr, char *buf, size_t size
 	return buf;
 }
 
-/* One address change through lib/rtnl.c, in the current network namespace. */
-static int addr_change(bool add, const char *ifname, int family, const void *addr, unsigned prefixlen)
+/* One address change through lib/rtnl.c, in the current network namespace:
+ * removed, added, or (how 2) added or made to last valid_s seconds (0:
+ * forever). */
+static int addr_set(int how, const char *ifname, int family, const void *addr, unsigned prefixlen, unsigned valid_s)
 {
-	struct sm_rtnl_addr a = { .family = family, .prefixlen = (uint8_t)prefixlen };
+	bool add = how != 0;
+	struct sm_rtnl_addr a = { .family = family, .prefixlen = (uint8_t)prefixlen, .valid_s = valid_s };
 	size_t alen = family == AF_INET ? 4 : 16;
 	const char *verb = add ? "add" : "remove";
 	char s[INET6_ADDRSTRLEN];
@@ -57,7 +60,7 @@ static int addr_change(bool add, const char *ifname, int family, const void *add
 	r = sm_rtnl_open(&rt);
 	if (r < 0)
 		return r;
-	r = add ? sm_rtnl_addr_add(rt, &a) : sm_rtnl_addr_del(rt, &a);
+	r = how == 2 ? sm_rtnl_addr_change(rt, &a) : add ? sm_rtnl_addr_add(rt, &a) : sm_rtnl_addr_del(rt, &a);
 	sm_rtnl_close(rt);
 	/* Taking an address we already hold is not an error. */
 	if (add && r == -EEXIST)
@@ -67,12 +70,22 @@ static int addr_change(bool add, const char *ifname, int family, const void *add
 
 int sockmig_addr_release(const char *ifname, int family, const void *addr, unsigned prefixlen)
 {
-	return addr_change(false, ifname, family, addr, prefixlen);
+	return addr_set(0, ifname, family, addr, prefixlen, 0);
 }
 
 int sockmig_addr_add(const char *ifname, int family, const void *addr, unsigned prefixlen)
 {
-	return addr_change(true, ifname, family, addr, prefixlen);
+	return addr_set(1, ifname, family, addr, prefixlen, 0);
+}
+
+int sm_addr_add_for(const char *ifname, int family, const void *addr, unsigned prefixlen, unsigned valid_s)
+{
+	return addr_set(2, ifname, family, addr, prefixlen, valid_s);
+}
+
+int sm_addr_keep(const char *ifname, int family, const void *addr, unsigned prefixlen)
+{
+	return addr_set(2, ifname, family, addr, prefixlen, 0);
 }
 
 struct arp_pkt {

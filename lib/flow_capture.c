@@ -423,10 +423,105 @@ static void ack_update(struct sockmig_flow_capture *fc, const struct sockmig_pac
 	}
 }
 
+/*
+ * The flows by key, for collect: a packet finds its flow in one lookup per
+ * rank instead of a pass over every flow (1,000 flows and 20,000 packets
+ * took 20 million comparisons, 100 ms, inside the freeze). Open addressing
+ * over flow indices; equal keys keep every index, and the lowest index wins
+ * among equal ranks, as the linear pass had it.
+ */
+struct flow_index {
+	size_t mask;   /* slots - 1, a power of two minus one */
+	ssize_t *slot; /* -1: empty */
+};
+
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
+/* rank 3: proto, family, local address and port, remote address and port;
+ * rank 2: proto, family, local address and port; rank 1: proto and port. */
+static uint64_t key_hash(int rank, uint8_t proto, int family, const uint8_t *laddr, uint16_t lport,
+			 const uint8_t *raddr, uint16_t rport)
+{
+	size_t alen = family == AF_INET ? 4 : 16;
+	uint64_t h = hash_bytes(0xcbf29ce484222325ull, &proto, 1);
+
+	h = hash_bytes(h, &lport, sizeof(lport));
+	if (rank >= 2) {
+		h = hash_bytes(h, &family, sizeof(family));
+		h = hash_bytes(h, laddr, alen);
+	}
+	if (rank == 3) {
+		h = hash_bytes(h, raddr, alen);
+		h = hash_bytes(h, &rport, sizeof(rport));
+	}
+	return h ^ (h >> 29);
+}
+
+static int flow_rank(const struct sockmig_flow *f)
+{
+	if (f->remote.family)
+		return 3;
+	return sm_addr_is_any(&f->local) ? 1 : 2;
+}
+
+static uint64_t flow_hash(const struct sockmig_flow *f)
+{
+	return key_hash(flow_rank(f), f->proto, sm_flow_family(&f->local), ep_wire_addr(&f->local), f->local.port,
+			ep_wire_addr(&f->remote), f->remote.port);
+}
+
+static int index_build(struct flow_index *x, const struct sockmig_flow *flows, size_t n, int rank)
+{
+	size_t slots = 16;
+
+	while (slots < 2 * n)
+		slots *= 2;
+	x->mask = slots - 1;
+	x->slot = malloc(slots * sizeof(*x->slot));
+	if (!x->slot)
+		return -ENOMEM;
+	for (size_t i = 0; i < slots; i++)
+		x->slot[i] = -1;
+	for (size_t i = 0; i < n; i++) {
+		size_t k;
+
+		if (flow_rank(&flows[i]) != rank)
+			continue;
+		for (k = flow_hash(&flows[i]) & x->mask; x->slot[k] >= 0; k = (k + 1) & x->mask)
+			;
+		x->slot[k] = (ssize_t)i;
+	}
+	return 0;
+}
+
+/* The lowest index of a flow of this rank that packet t matches, or -1. */
+static ssize_t index_find(const struct flow_index *x, const struct sockmig_flow *flows, int rank,
+			  const struct sm_pkt_tuple *t)
+{
+	ssize_t best = -1;
+	size_t k = key_hash(rank, t->proto, t->family, t->daddr, t->dport, t->saddr, t->sport) & x->mask;
+
+	for (; x->slot[k] >= 0; k = (k + 1) & x->mask) {
+		ssize_t i = x->slot[k];
+
+		if ((best < 0 || i < best) && flow_match(&flows[i], t) == rank)
+			best = i;
+	}
+	return best;
+}
+
 int sockmig_capture_collect(struct sockmig_capture *c, const struct sockmig_flow *flows, size_t n,
 			    struct sockmig_flow_capture **ret)
 {
 	struct sockmig_flow_capture *fc;
+	struct flow_index idx[3] = { { 0 } };
 	size_t *count = NULL;
 	size_t i, j;
 	ssize_t *owner = NULL;
@@ -451,23 +546,23 @@ int sockmig_capture_collect(struct sockmig_capture *c, const struct sockmig_flow
 	}
 	for (i = 0; i < n; i++)
 		fc[i].flow = flows[i];
+	for (int k = 0; k < 3 && c->n_pkts; k++) {
+		r = index_build(&idx[k], flows, n, k + 1);
+		if (r < 0) {
+			r = sm_fail(r, "cannot allocate the capture of %zu flows", n);
+			goto out;
+		}
+	}
 
-	/* Linear in flows per packet: a freeze lasts milliseconds, so the
-	 * packets are few; a hash would pay off only at many thousands. */
 	for (j = 0; j < c->n_pkts; j++) {
 		struct sm_pkt_tuple t;
-		int best = 0;
 
 		owner[j] = -1;
 		if (sm_pkt_parse(c->pkts[j].data, c->pkts[j].len, &t) < 0)
 			continue;
-		for (i = 0; i < n && best < 3; i++) {
-			int m = flow_match(&flows[i], &t);
-			if (m > best) {
-				best = m;
-				owner[j] = (ssize_t)i;
-			}
-		}
+		/* as the kernel picks sockets: connected, bound, wildcard */
+		for (int k = 2; k >= 0 && owner[j] < 0; k--)
+			owner[j] = index_find(&idx[k], flows, k + 1, &t);
 		if (owner[j] >= 0)
 			count[owner[j]]++;
 	}
@@ -503,6 +598,8 @@ int sockmig_capture_collect(struct sockmig_capture *c, const struct sockmig_flow
 	fc = NULL;
 	r = 0;
 out:
+	for (int k = 0; k < 3; k++)
+		free(idx[k].slot);
 	free(fc);
 	free(count);
 	free(owner);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The destination side of a socket move (include/sockmig/sockets.h). */
 #include <arpa/inet.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "flow.h"
@@ -17,6 +19,10 @@
 #include "util.h"
 
 #define DEFAULT_TIMEOUT_MS 10000
+/* Room for the replay: the saved queue and everything caught during the
+ * freeze arrive at once, and a long freeze catches more than the default
+ * buffer holds (about 230 small datagrams). */
+#define REPLAY_RCVBUF (16 << 20)
 
 struct dst {
 	const struct sockmig_move_opts *o;
@@ -30,13 +36,11 @@ struct dst {
 	struct sockmig_flow *routed; /* o->hooks: flows whose address does not move */
 	size_t n_routed;
 	bool routes_taken;
-	/* What D caught and replayed into sockets it may still have to throw
-	 * away: kept until the move commits, to hand back to S on an abort. */
-	struct sockmig_flow_capture *caught[4];
-	int n_caught;
+	bool replay_failed; /* a replay after COMMIT failed: counts are off */
 	struct sockmig_move_stats st;
 	struct sockmig_restore *proc; /* with_process: prepared, then held */
 	pid_t proc_pid;               /* what it became, once made */
+	struct sockmig_precopy_store *pcs; /* pre-copied pages, until prepared */
 	bool proc_running;
 };
 
@@ -154,6 +158,46 @@ static int take_routes(struct dst *d)
 	return 0;
 }
 
+/*
+ * An IPv6 address is there as soon as it is added, but packets to it are
+ * delivered here only a moment later (addrconf finishes its work in a
+ * workqueue, even with IFA_F_NODAD): a UDP queue re-injected right after
+ * the address was added went nowhere (32 queued datagrams lost in two
+ * moves of six; 8 of 8 kept with 20 ms between). So D sends itself a
+ * datagram to the address, and waits until it arrives. Bounded: 200 ms.
+ */
+static int wait_local6(const uint8_t *addr)
+{
+	struct sockaddr_in6 to = { .sin6_family = AF_INET6 };
+	socklen_t len = sizeof(to);
+	char text[INET6_ADDRSTRLEN];
+	_cleanup_close_ int rx = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	_cleanup_close_ int tx = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (rx < 0 || tx < 0)
+		return -errno;
+	memcpy(&to.sin6_addr, addr, 16);
+	if (setsockopt(rx, IPPROTO_IPV6, IPV6_FREEBIND, &(int){ 1 }, sizeof(int)) < 0 ||
+	    bind(rx, (struct sockaddr *)&to, sizeof(to)) < 0 || getsockname(rx, (struct sockaddr *)&to, &len) < 0)
+		return sm_fail(-errno, "cannot check that address %s is local here: %s",
+			       inet_ntop(AF_INET6, addr, text, sizeof(text)), strerror(errno));
+	for (int i = 0; i < 2000; i++) {
+		char b;
+
+		/* local delivery happens within sendto() */
+		if (sendto(tx, "?", 1, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof(to)) == 1 &&
+		    recv(rx, &b, 1, MSG_DONTWAIT) == 1) {
+			if (i)
+				sm_debug("move dst: %s took packets after %d tries",
+					 inet_ntop(AF_INET6, addr, text, sizeof(text)), i + 1);
+			return 0;
+		}
+		nanosleep(&(struct timespec){ 0, 100000 }, NULL);
+	}
+	return sm_fail(-ETIMEDOUT, "address %s was added here but does not take packets after 200 ms",
+		       inet_ntop(AF_INET6, addr, text, sizeof(text)));
+}
+
 static int prepare(struct dst *d)
 {
 	const struct sm_move_header *h = &d->m.hdr;
@@ -192,7 +236,11 @@ static int prepare(struct dst *d)
 		for (uint32_t i = 0; i < h->n_addrs; i++) {
 			const struct sm_move_addr *a = &h->addrs[i];
 
-			r = sockmig_addr_add(d->o->ifname, a->family, a->addr, a->prefixlen);
+			/* Ours for a while only, until finish() keeps it: if
+			 * this process dies in the middle of the move, the
+			 * kernel takes it back (S has it again by then). */
+			r = sm_addr_add_for(d->o->ifname, a->family, a->addr, a->prefixlen,
+					    2 * d->timeout_ms / 1000 + 10);
 			if (r < 0)
 				return r;
 			d->n_took = i + 1;
@@ -200,41 +248,47 @@ static int prepare(struct dst *d)
 			if (r < 0)
 				return r;
 		}
+		for (uint32_t i = 0; i < h->n_addrs; i++) {
+			r = h->addrs[i].family == AF_INET6 ? wait_local6(h->addrs[i].addr) : 0;
+			if (r < 0)
+				return r;
+		}
 	}
 	return 0;
 }
 
-static uint32_t restore_snd_una(const struct sm_move_sock *s, const struct sockmig_flow_capture *caps, size_t n)
-{
-	uint32_t una = s->tcp.snd_una;
-
-	for (size_t i = 0; i < n; i++) {
-		const struct sockmig_flow_capture *c = &caps[i];
-
-		if (!c->has_ack || !sm_move_flow_eq(&c->flow, &s->flow))
-			continue;
-		/* Only an ACK inside what was queued can trim the queue. */
-		if ((int32_t)(c->ack - una) > 0 && (int32_t)(c->ack - s->tcp.snd_seq) <= 0)
-			una = c->ack;
-	}
-	return una;
-}
-
-static int replay_local(struct dst *d, uint32_t *count)
+/* What this node caught, replayed (after COMMIT: a failure is noted, not
+ * fatal; what the packets were for is done by then). Returns how many. */
+static uint32_t replay_local(struct dst *d)
 {
 	struct sockmig_flow_capture *fc = NULL;
-	int r = sockmig_capture_collect(d->cap, d->flows, d->m.n_socks, &fc);
+	uint32_t n = 0;
 
-	if (r < 0)
-		return r;
-	for (size_t i = 0; i < d->m.n_socks; i++)
-		*count += fc[i].n_packets;
-	r = getenv("SOCKMIG_NO_REPLAY") ? 0 : sockmig_flow_replay(fc, d->m.n_socks);
-	if (d->n_caught < (int)ARRAY_SIZE(d->caught))
-		d->caught[d->n_caught++] = fc;
-	else
-		sockmig_flow_captures_free(fc, d->m.n_socks);
-	return r < 0 ? r : 0;
+	if (sockmig_capture_collect(d->cap, d->flows, d->m.n_socks, &fc) < 0) {
+		sm_debug("move dst: cannot collect what this node caught: %s", sockmig_error());
+		d->replay_failed = true;
+		return 0;
+	}
+	if (!getenv("SOCKMIG_NO_REPLAY") && sockmig_flow_replay(fc, d->m.n_socks) < 0) {
+		sm_debug("move dst: %s", sockmig_error());
+		d->replay_failed = true;
+	}
+	for (size_t i = 0; i < d->m.n_socks; i++) {
+		n += fc[i].n_packets;
+		d->m.socks[i].given += fc[i].n_packets;
+	}
+	d->st.captured_dst += n;
+	sockmig_flow_captures_free(fc, d->m.n_socks);
+	return n;
+}
+
+/* Replay until a collect finds nothing (bounded): the unblock that follows
+ * then leaves only the moment of its own syscall for packets to be caught
+ * in and come late. */
+static void replay_settled(struct dst *d)
+{
+	for (int i = 0; i < 16 && replay_local(d); i++)
+		;
 }
 
 static int restore_process(struct dst *d)
@@ -264,20 +318,157 @@ static int restore_process(struct dst *d)
 	return 0;
 }
 
+/* One pre-copy round into the store. */
+static int store_round(struct dst *d, int chan)
+{
+	struct timeval tv = { .tv_sec = d->timeout_ms / 1000, .tv_usec = (d->timeout_ms % 1000) * 1000 };
+	int r;
+
+	if (!d->o->with_process)
+		return sm_fail(-EPROTO, "the source sent a pre-copy, but this node takes sockets only");
+	if (!d->pcs) {
+		uint64_t max = d->o->precopy_max_bytes;
+
+		if (!max)
+			max = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE) / 2;
+		r = sockmig_precopy_store_new(max, &d->pcs);
+		if (r < 0)
+			return sm_fail(r, "cannot take the pre-copy: %s", sockmig_error());
+		/* a source that stops in the middle of a round cannot hold us */
+		setsockopt(chan, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
+	r = sockmig_precopy_store_read(d->pcs, chan);
+	if (r == -EAGAIN || r == -EWOULDBLOCK)
+		return sm_fail(-ETIMEDOUT, "the source stopped sending the pre-copy for %u ms", d->timeout_ms);
+	if (r < 0)
+		return sm_fail(r, "cannot take the pre-copy: %s", sockmig_error());
+	sm_debug("move dst: pre-copy round received");
+	return 0;
+}
+
+/* A socket of image 1, made as soon as it arrives, in repair mode, while S
+ * reads the next ones and then dumps the process: nothing reaches it (the
+ * address is not here yet). A UDP socket's queue waits for the address
+ * (get_ready); a TCP send queue is not trimmed by what S caught, which
+ * comes later: the replay of those ACKs trims it instead. */
+static int restore_early(struct dst *d, struct sm_move_sock *s)
+{
+	int r;
+
+	/* a routed flow (its address stays on S): known from the header,
+	 * which comes first, and needed before a listener or a UDP socket
+	 * is made (TCP connections take it at resume) */
+	if (d->o->hooks && !addr_moves(&d->m.hdr, &s->flow.local))
+		keep_transparent(s);
+	if (s->listener) {
+		r = sockmig_tcp_listener_restore(&s->lst, &s->fd);
+	} else if (s->proto == IPPROTO_TCP) {
+		r = sockmig_tcp_restore(&s->tcp, s->sndq, s->rcvq, s->tcp.snd_una, &s->fd);
+	} else {
+		socklen_t len = sizeof(s->rcvbuf);
+
+		r = sockmig_udp_restore(&s->udp, &s->fd);
+		if (r >= 0 && getsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &s->rcvbuf, &len) < 0)
+			s->rcvbuf = 0;
+		/* Room until the flows are open (udp_buffers_back). */
+		if (r >= 0 && setsockopt(s->fd, SOL_SOCKET, SO_RCVBUFFORCE, &(int){ REPLAY_RCVBUF }, sizeof(int)) < 0)
+			r = sm_fail(-errno, "cannot make room for the replay: SO_RCVBUFFORCE: %s", strerror(errno));
+	}
+	if (r < 0)
+		return sm_fail(r, "fd %u: %s", s->id, sockmig_error());
+	if (s->proto == IPPROTO_TCP)
+		d->st.n_tcp++;
+	else
+		d->st.n_udp++;
+	return 0;
+}
+
+/* Image 1, section by section: each socket restored as it comes. */
+static int receive_image1(struct dst *d, struct sm_image_reader *rd)
+{
+	int r, bad = 0;
+
+	while ((r = sm_move_recv_next(rd, d->timeout_ms, &d->m)) > 0) {
+		struct sm_move_sock *s;
+
+		if (!d->m.n_socks || bad)
+			continue;
+		s = &d->m.socks[d->m.n_socks - 1];
+		/* read the rest all the same: S says why it stopped, if it did */
+		if (s->fd < 0)
+			bad = restore_early(d, s);
+	}
+	if (r < 0)
+		return sm_fail(r, "cannot read the sockets from the source: %s", sockmig_error());
+	if (d->m.has_status && d->m.status == SM_MOVE_ABORT)
+		return sm_fail(-ECANCELED, "the source gave up: %s", d->m.reason);
+	return bad;
+}
+
+/* Pre-copy rounds (each a PRECOPY status, then a pages image into the
+ * store; PRECOPY_DONE asks for an answer once all are stored), then image
+ * 1, whose sockets are made as they come. */
+static int receive_sockets(struct dst *d, int chan)
+{
+	for (;;) {
+		struct sm_image_reader *rd;
+		int r;
+
+		r = sm_move_recv_begin(chan, d->timeout_ms, &rd, &d->m);
+		if (r < 0)
+			return sm_fail(r, "cannot read the sockets from the source: %s", sockmig_error());
+		if (d->m.kind == SM_IMAGE_KIND_SOCKETS) {
+			r = receive_image1(d, rd);
+			sm_image_reader_free(rd);
+			return r;
+		}
+		while ((r = sm_move_recv_next(rd, d->timeout_ms, &d->m)) > 0)
+			;
+		sm_image_reader_free(rd);
+		if (r < 0)
+			return sm_fail(r, "cannot read the sockets from the source: %s", sockmig_error());
+		if (d->m.status == SM_MOVE_PRECOPY) {
+			r = store_round(d, chan);
+		} else if (d->m.status == SM_MOVE_PRECOPY_DONE) {
+			/* every round before it is stored: S may freeze now */
+			r = sm_move_send_status(chan, SM_MOVE_PRECOPY_HELD, NULL);
+			if (r < 0)
+				sm_fail(r, "the source is gone: %s", sockmig_error());
+		} else if (d->m.status == SM_MOVE_ABORT) {
+			r = sm_fail(-ECANCELED, "the source gave up: %s", d->m.reason);
+		} else {
+			r = sm_fail(-EPROTO, "the source sent %s where the sockets were due",
+				    sm_move_status_name(d->m.status));
+		}
+		sm_move_msg_clear(&d->m);
+		if (r < 0)
+			return r;
+	}
+}
+
+/* What image 1 says must match what this node was asked to take. */
+static int check_kind(const struct dst *d)
+{
+	if (!(d->m.hdr.flags & SM_MOVE_F_PROCESS) != !d->o->with_process)
+		return sm_fail(-EPROTO, d->o->with_process ? "the source sent sockets without their process"
+							   : "the source sent a whole process, but this node takes sockets only");
+	return 0;
+}
+
 /* Image 1 said a process follows: read it (pages staged in memory). */
 static int receive_process(struct dst *d, int chan)
 {
 	struct timeval tv = { .tv_sec = d->timeout_ms / 1000, .tv_usec = (d->timeout_ms % 1000) * 1000 };
 	int r;
 
-	if (!(d->m.hdr.flags & SM_MOVE_F_PROCESS) != !d->o->with_process)
-		return sm_fail(-EPROTO, d->o->with_process ? "the source sent sockets without their process"
-							   : "the source sent a whole process, but this node takes sockets only");
 	if (!d->o->with_process)
 		return 0;
 	/* a source that stops in the middle cannot hold us */
 	setsockopt(chan, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	r = sockmig_restore_prepare(chan, &d->proc);
+	r = sockmig_restore_prepare2(chan, &(struct sockmig_prepare_opts){ .precopy = d->pcs }, &d->proc);
+	/* its pages are the restore's now (or the move fails) */
+	sockmig_precopy_store_free(d->pcs);
+	d->pcs = NULL;
 	if (r == -EAGAIN || r == -EWOULDBLOCK)
 		return sm_fail(-ETIMEDOUT, "the source stopped sending the process for %u ms", d->timeout_ms);
 	if (r < 0)
@@ -286,88 +477,324 @@ static int receive_process(struct dst *d, int chan)
 	return 0;
 }
 
-static int finish(struct dst *d, const struct sockmig_flow_capture *caps, size_t n_caps)
-{
-	uint64_t t = sm_now_ns();
-	int r;
 
+static uint32_t sock_meminfo(int fd, int which)
+{
+	uint32_t mi[SK_MEMINFO_VARS] = { 0 };
+	socklen_t len = sizeof(mi);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &len) < 0 || len <= (socklen_t)(which * sizeof(mi[0])))
+		return 0;
+	return mi[which];
+}
+
+/*
+ * The buffer back to its size once the flows are open. What the replay
+ * queued stays, and the process reads it only once it runs: had the buffer
+ * its old size by then, what comes from the wire meanwhile would find it
+ * full and be dropped (lost datagrams, measured at 5,000 a second). So
+ * what is queued is added to the old size (the process sees a larger
+ * SO_RCVBUF, by about what it has not yet read), unless it is small
+ * beside it.
+ */
+static void udp_buffers_back(struct dst *d)
+{
+	for (size_t i = 0; i < d->m.n_socks; i++) {
+		const struct sm_move_sock *s = &d->m.socks[i];
+		const struct sockmig_sock_opts *o = &s->udp.sockopts;
+		uint32_t queued;
+		int v;
+
+		if (s->proto != IPPROTO_UDP || s->fd < 0 || !s->rcvbuf)
+			continue;
+		queued = sock_meminfo(s->fd, SK_MEMINFO_RMEM_ALLOC);
+		v = s->rcvbuf;
+		if (queued > (uint32_t)v / 4)
+			v += (int)queued;
+		v /= 2; /* the kernel doubles it */
+		setsockopt(s->fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof(v));
+		/* SO_RCVBUFFORCE locked the size: the saved lock back */
+		v = (o->present & SOCKMIG_OPT_BUF_LOCK) ? o->buf_lock : 0;
+		setsockopt(s->fd, SOL_SOCKET, SO_BUF_LOCK, &v, sizeof(v));
+	}
+}
+
+/* S's captures in S's socket order, empty ones left out: the next one for
+ * socket i is most often where the last one was found, plus one. */
+static const struct sockmig_flow_capture *capture_of(const struct sockmig_flow_capture *caps, size_t n,
+						     const struct sockmig_flow *f, size_t *hint)
+{
+	if (*hint < n && sm_move_flow_eq(&caps[*hint].flow, f))
+		return &caps[(*hint)++];
+	for (size_t k = 0; k < n; k++)
+		if (sm_move_flow_eq(&caps[k].flow, f)) {
+			*hint = k + 1;
+			return &caps[k];
+		}
+	return NULL;
+}
+
+/* A UDP socket's packets in caps, however many sections carry them. */
+static uint32_t packets_for(const struct sockmig_flow_capture *caps, size_t n, const struct sockmig_flow *f)
+{
+	uint32_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (sm_move_flow_eq(&caps[i].flow, f))
+			k += caps[i].n_packets;
+	return k;
+}
+
+static uint32_t restore_snd_una(const struct sm_move_sock *s, const struct sockmig_flow_capture *c)
+{
+	uint32_t una = s->tcp.snd_una;
+
+	/* Only an ACK inside what was queued can trim the queue. */
+	if (c && c->has_ack && (int32_t)(c->ack - una) > 0 && (int32_t)(c->ack - s->tcp.snd_seq) <= 0)
+		una = c->ack;
+	return una;
+}
+
+/*
+ * Everything that can fail, before RUNNING: the sockets that are not made
+ * yet (from an image file: their send queues trimmed by the ACKs S caught),
+ * UDP queues re-injected (the addresses are here by now), the process made
+ * and held. Then, with S's captures (replay_source), S's packets replayed.
+ * What this node caught waits in its capture until COMMIT: S may still send
+ * older packets then.
+ */
+static int get_ready(struct dst *d, const struct sockmig_flow_capture *caps, size_t n_caps)
+{
+	size_t hint = 0;
+	int r = 0;
+
+	d->st.restore_ns = sm_now_ns();
 	for (size_t i = 0; i < d->m.n_socks; i++) {
 		struct sm_move_sock *s = &d->m.socks[i];
 
 		/* as on S: keep the capture's queue from overflowing */
 		if ((i & 255) == 255 && sockmig_capture_poll(d->cap) < 0)
 			return sm_fail(-ENOBUFS, "%s", sockmig_error());
-		if (s->listener) {
-			r = sockmig_tcp_listener_restore(&s->lst, &s->fd);
-			d->st.n_tcp++;
-		} else if (s->proto == IPPROTO_TCP) {
-			r = sockmig_tcp_restore(&s->tcp, s->sndq, s->rcvq, restore_snd_una(s, caps, n_caps), &s->fd);
-			d->st.n_tcp++;
-		} else {
-			r = sockmig_udp_restore(&s->udp, &s->fd);
-			if (r >= 0 && s->udpq && s->udpq->count) {
-				r = sockmig_udp_inject_queue(&s->udp, s->udpq);
-				d->st.udp_queued += s->udpq->count;
-			}
-			d->st.n_udp++;
-		}
-		if (r < 0)
-			return sm_fail(r, "fd %u: %s", s->id, sockmig_error());
-	}
-	/* The process, with its sockets at their numbers, held stopped: the
-	 * sockets are still in repair mode, where a write would go into the
-	 * queue as if restored. Before the replay: the restore takes tens of
-	 * ms, and what D catches meanwhile must still be replayed before the
-	 * flows open, or a datagram straight from the wire would overtake it. */
-	if (d->proc) {
-		r = restore_process(d);
+		if (s->fd < 0 && s->proto == IPPROTO_TCP && !s->listener)
+			s->tcp.snd_una = restore_snd_una(s, capture_of(caps, n_caps, &s->flow, &hint));
+		if (s->fd < 0)
+			r = restore_early(d, s);
 		if (r < 0)
 			return r;
+		if (s->proto != IPPROTO_UDP)
+			continue;
+		s->given = s->udpq ? s->udpq->count : 0;
+		if (s->udpq && s->udpq->count) {
+			r = sockmig_udp_inject_queue(&s->udp, s->udpq);
+			if (r < 0)
+				return sm_fail(r, "fd %u: %s", s->id, sockmig_error());
+			d->st.udp_queued += s->udpq->count;
+		}
 	}
+	sm_debug("move dst: %zu sockets restored", d->m.n_socks);
+	/* The process, with its sockets at their numbers, held stopped: the
+	 * sockets are still in repair mode, where a write would go into the
+	 * queue as if restored. */
+	if (d->proc)
+		return restore_process(d);
+	return 0;
+}
+
+static int replay_source(struct dst *d, const struct sockmig_flow_capture *caps, size_t n_caps)
+{
+	int r = 0;
+
 	/* SOCKMIG_NO_REPLAY=1 (benchmarks only): drop what was captured, to
 	 * measure what replay is worth; the peers then wait for their RTO. */
 	if (getenv("SOCKMIG_NO_REPLAY"))
 		n_caps = 0;
-	/* Oldest first: what S captured, then what reached D early. */
+	/* The oldest packets, first. */
 	if (n_caps) {
 		r = sockmig_flow_replay(caps, n_caps);
 		if (r < 0)
 			return r;
 		for (size_t i = 0; i < n_caps; i++)
 			d->st.captured_src += caps[i].n_packets;
+		for (size_t i = 0; i < d->m.n_socks; i++)
+			if (d->m.socks[i].proto == IPPROTO_UDP)
+				d->m.socks[i].given += packets_for(caps, n_caps, &d->m.socks[i].flow);
 	}
-	r = replay_local(d, &d->st.captured_dst);
-	if (r < 0)
-		return r;
-	sm_debug("move dst: %u + %u packets replayed", d->st.captured_src, d->st.captured_dst);
-	/* Everything that can fail is done before the flows open: once they
-	 * do, what reaches D cannot be given back to S. */
+	sm_debug("move dst: %u packets of the source replayed (%d sent)", d->st.captured_src, r);
+	/* Everything that can fail is done before RUNNING: after COMMIT the
+	 * original is gone, and nothing could be given back to S. */
 	if (sm_fault("dst-fail-finish"))
 		return sm_fail(-ECANCELED, "fault injected: dst-fail-finish");
-	/* Thawing the flows is one small batch; removing the lock's chains
-	 * waits until the sockets run. The shorter this step, the smaller the
-	 * window in which a datagram from the wire can overtake one still
-	 * waiting in the capture. */
-	r = block(d, false);
+	return 0;
+}
+
+/* A captured UDP packet as a datagram of a queue (pointers into it). */
+static bool dgram_of(const struct sockmig_packet *p, struct sockmig_udp_dgram *ret)
+{
+	struct sm_pkt_tuple t;
+
+	if (sm_pkt_parse(p->data, p->len, &t) < 0 || t.proto != IPPROTO_UDP || t.l4_len < 8)
+		return false;
+	memset(ret, 0, sizeof(*ret));
+	ret->src.family = ret->dst.family = t.family;
+	memcpy(ret->src.addr, t.saddr, 16);
+	memcpy(ret->dst.addr, t.daddr, 16);
+	ret->src.port = t.sport;
+	ret->dst.port = t.dport;
+	ret->len = (uint32_t)(t.l4_len - 8);
+	ret->data = p->data + t.l4_off + 8;
+	return true;
+}
+
+/*
+ * Put `late` (caught before the flows opened) into socket i's queue ahead
+ * of what came straight from the wire since (the process has read nothing:
+ * it is held): freeze the flow again, take the whole queue out, put it
+ * back with `late` where it belongs, replay what came meanwhile (newer than
+ * all of it), open again. 0, or -errno if the queue could not be rebuilt:
+ * then `late` is still to be replayed, behind, and the flow is open.
+ */
+static int udp_requeue(struct dst *d, size_t i, struct sockmig_flow_capture *late)
+{
+	struct sm_move_sock *s = &d->m.socks[i];
+	_cleanup_free_ struct sockmig_udp_dgram *dg = NULL;
+	struct sockmig_udp_queue *q = NULL, *all = NULL;
+	uint32_t n = 0, k;
+	int r;
+
+	if (d->replay_failed || sock_meminfo(s->fd, SK_MEMINFO_DROPS))
+		return sm_fail(-ESTALE, "what its queue holds is not known (a replay failed, or it dropped some)");
+	r = sockmig_flow_freeze(d->lock, &d->flows[i], 1);
 	if (r < 0)
 		return r;
+	r = sockmig_udp_save_queue(s->fd, &s->udp, &q);
+	if (r >= 0 && q->count < s->given)
+		r = sm_fail(-ESTALE, "its queue holds %u datagrams, fewer than the %u it was given", q->count, s->given);
+	if (r >= 0) {
+		dg = calloc((size_t)q->count + late->n_packets + 1, sizeof(*dg));
+		r = dg ? 0 : -ENOMEM;
+	}
+	for (k = 0; r >= 0 && k <= q->count; k++) {
+		if (k == s->given)
+			for (uint32_t j = 0; j < late->n_packets; j++)
+				n += dgram_of(&late->packets[j], &dg[n]);
+		if (k < q->count)
+			dg[n++] = q->dgrams[k];
+	}
+	if (r >= 0)
+		r = sockmig_udp_queue_new(dg, n, &all);
+	/* out, and back in order: nothing can come in meanwhile (frozen) */
+	for (k = 0; r >= 0 && k < q->count; k++)
+		if (recv(s->fd, NULL, 0, MSG_DONTWAIT | MSG_TRUNC) < 0)
+			r = sm_fail(-errno, "cannot take its queue out: %s", strerror(errno));
+	if (r >= 0)
+		r = sockmig_udp_inject_queue(&s->udp, all);
+	if (r >= 0) {
+		s->given = all->count;
+		sm_flow_capture_clear(late);
+		/* what came while it was frozen again: the newest */
+		replay_settled(d);
+	}
+	if (sockmig_flow_thaw(d->lock, &d->flows[i], 1) < 0 && r >= 0)
+		r = -EIO;
+	sockmig_udp_queue_free(q);
+	sockmig_udp_queue_free(all);
+	return r < 0 ? r : 0;
+}
+
+/*
+ * The flows are open; a packet caught in the moment before (after our last
+ * collect) reaches us only now, and newer ones may already be in the
+ * socket, straight from the wire. TCP puts segments in order itself. A UDP
+ * socket would deliver the datagrams out of order: each such flow is
+ * frozen again and its queue rebuilt in order (udp_requeue), then opened,
+ * and what was caught in that moment again is handled the same way, 15
+ * times at most. Each time the moment is only the unblock's syscall (0.1
+ * to 0.5 ms here), so a flow that sends a few thousand datagrams a second
+ * is through in one or two. A test forces the first moment
+ * (SOCKMIG_FAULT=dst-thaw-race).
+ */
+#define REQUEUE_ROUNDS 16
+static void late_packets(struct dst *d)
+{
+	for (int round = 0; round < REQUEUE_ROUNDS; round++) {
+		struct sockmig_flow_capture *late = NULL;
+		bool again = false;
+
+		if (sockmig_capture_collect(d->cap, d->flows, d->m.n_socks, &late) < 0)
+			return;
+		for (size_t i = 0; i < d->m.n_socks; i++) {
+			struct sockmig_flow_capture *l = &late[i];
+			uint32_t n = l->n_packets;
+
+			if (!n)
+				continue;
+			d->st.captured_dst += n;
+			if (getenv("SOCKMIG_NO_REPLAY"))
+				continue;
+			if (d->m.socks[i].proto == IPPROTO_UDP && d->lock && round < REQUEUE_ROUNDS - 1) {
+				if (udp_requeue(d, i, l) == 0) {
+					sm_debug("move dst: fd %u: %u datagrams caught as the flows opened, put in order",
+						 d->m.socks[i].id, n);
+					again = true;
+					continue;
+				}
+				sm_debug("move dst: fd %u: %u datagrams caught as the flows opened come late: %s",
+					 d->m.socks[i].id, n, sockmig_error());
+			}
+			if (sockmig_flow_replay(l, 1) < 0)
+				sm_debug("move dst: %s", sockmig_error());
+			d->m.socks[i].given += n;
+		}
+		sockmig_flow_captures_free(late, d->m.n_socks);
+		if (!again)
+			return;
+	}
+}
+
+/*
+ * After COMMIT: S's last packets, then ours, then the flows open, then
+ * repair mode off. Nothing here may undo the move (S has ended the
+ * original): a step that fails is noted and the next one runs.
+ */
+static void go_live(struct dst *d, const struct sockmig_flow_capture *tail, size_t n_tail)
+{
+	if (getenv("SOCKMIG_NO_REPLAY"))
+		n_tail = 0;
+	if (n_tail && sockmig_flow_replay(tail, n_tail) < 0) {
+		sm_debug("move dst: %s", sockmig_error());
+		d->replay_failed = true;
+	}
+	for (size_t i = 0; i < n_tail; i++)
+		d->st.captured_src += tail[i].n_packets;
+	for (size_t i = 0; n_tail && i < d->m.n_socks; i++)
+		if (d->m.socks[i].proto == IPPROTO_UDP)
+			d->m.socks[i].given += packets_for(tail, n_tail, &d->m.socks[i].flow);
+	replay_settled(d);
+	sm_debug("move dst: %u + %u packets replayed", d->st.captured_src, d->st.captured_dst);
+	if (sm_fault("dst-thaw-race"))
+		nanosleep(&(struct timespec){ 0, 30000000 }, NULL);
+	/* One small batch: the shorter, the fewer packets are caught in the
+	 * moment before it and need late_packets(). */
+	if (block(d, false) < 0) {
+		/* the lock's whole table goes instead: open at any rate */
+		sm_debug("move dst: cannot open the flows, removing the lock: %s", sockmig_error());
+		sockmig_flowlock_free(d->lock);
+		d->lock = NULL;
+	}
 	d->frozen = false;
-	/* Copies the kernel queued between the last read and the unblock. */
-	r = replay_local(d, &d->st.captured_dst);
-	if (r < 0)
-		return r;
+	sm_debug("move dst: flows unblocked");
+	late_packets(d);
+	udp_buffers_back(d);
 	for (size_t i = 0; i < d->m.n_socks; i++) {
 		struct sm_move_sock *s = &d->m.socks[i];
 
 		if (s->proto != IPPROTO_TCP || s->listener)
 			continue;
-		r = sockmig_tcp_resume(s->fd, &s->tcp);
-		if (r < 0)
-			return sm_fail(r, "fd %u: %s", s->id, sockmig_error());
+		if (sockmig_tcp_resume(s->fd, &s->tcp) < 0)
+			sm_debug("move dst: fd %u: %s", s->id, sockmig_error());
 	}
-	d->st.restore_ns = sm_now_ns() - t;
+	d->st.restore_ns = sm_now_ns() - d->st.restore_ns;
 	sm_debug("move dst: sockets live");
-	return 0;
 }
 
 /* Undo everything D did; the source rolls back on its side. */
@@ -404,9 +831,8 @@ static void dst_free(struct dst *d)
 {
 	sockmig_restore_free(d->proc);
 	d->proc = NULL;
-	for (int i = 0; i < d->n_caught; i++)
-		sockmig_flow_captures_free(d->caught[i], d->m.n_socks);
-	d->n_caught = 0;
+	sockmig_precopy_store_free(d->pcs);
+	d->pcs = NULL;
 	sockmig_flowlock_free(d->lock);
 	sockmig_capture_free(d->cap);
 	for (size_t i = 0; i < d->m.n_socks; i++)
@@ -479,13 +905,9 @@ static void abort_to_source(struct dst *d, int chan)
 	sm_move_msg_clear(&back);
 	if (sockmig_capture_collect(d->cap, d->flows, d->m.n_socks, &fc) < 0)
 		return;
+	/* (nothing of ours was replayed yet: that waits for COMMIT) */
 	if (sm_image_writer_new(chan, SM_IMAGE_KIND_CONTROL, &w) >= 0) {
-		int r = 0;
-
-		/* oldest first: what was already replayed here, then the rest */
-		for (int i = 0; r >= 0 && i < d->n_caught; i++)
-			r = sm_flow_captures_write(w, d->caught[i], d->m.n_socks);
-		if (r >= 0 && sm_flow_captures_write(w, fc, d->m.n_socks) >= 0 &&
+		if (sm_move_write_captures(w, fc, d->m.n_socks) >= 0 &&
 		    sm_move_write_status(w, SM_MOVE_ABORT, "the packets this node caught") >= 0)
 			sm_image_writer_finish(w);
 		sm_image_writer_free(w);
@@ -497,22 +919,24 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 			    struct sockmig_move_stats *ret_stats)
 {
 	struct dst d = { .o = o, .timeout_ms = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS };
-	struct sm_move_msg m2 = { 0 };
+	struct sm_move_msg m2 = { 0 }, m3 = { 0 };
 	int r;
 
 	r = arm(&d);
 	if (r < 0)
 		goto out_abort;
-	r = sm_move_recv(chan, d.timeout_ms, &d.m);
-	if (r < 0) {
-		sm_fail(r, "cannot read the sockets from the source: %s", sockmig_error());
-		goto out_abort;
-	}
-	sm_fault_stall("dst-stall-sockets"); /* the process image still to come */
-	r = receive_process(&d, chan);
+	r = receive_sockets(&d, chan);
 	if (r < 0)
 		goto out_abort;
-	r = prepare(&d);
+	sm_debug("move dst: sockets received");
+	sm_fault_stall("dst-stall-sockets"); /* the process image still to come */
+	/* The sockets exist: the flows can be blocked and the addresses taken
+	 * now, while S still dumps the process; and the process is made here
+	 * while S, told ANNOUNCED, collects what it caught (each one's work
+	 * hidden behind the other's). */
+	r = check_kind(&d);
+	if (r >= 0)
+		r = prepare(&d);
 	if (r >= 0 && sm_fault("dst-refuse"))
 		r = sm_fail(-ECANCELED, "fault injected: dst-refuse");
 	if (r < 0)
@@ -526,6 +950,11 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 	}
 	sm_debug("move dst: announced");
 	sm_fault_stall("dst-stall-announced");
+	r = receive_process(&d, chan);
+	if (r >= 0)
+		r = get_ready(&d, NULL, 0);
+	if (r < 0)
+		goto out_abort;
 	r = sm_move_recv(chan, d.timeout_ms, &m2);
 	sm_debug("move dst: captures received");
 	if (r < 0) {
@@ -538,30 +967,30 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 			    sm_fail(-EPROTO, "the source sent no CONTINUE");
 		goto out_discard;
 	}
-	r = finish(&d, m2.caps, m2.n_caps);
+	r = replay_source(&d, m2.caps, m2.n_caps);
 	if (r < 0)
 		goto out_abort;
 	r = sm_move_send_status(chan, SM_MOVE_RUNNING, NULL);
 	sm_debug("move dst: RUNNING sent");
 	if (r < 0) {
-		/* S cannot learn that we run: it rolls back, so must we. */
-		sm_fail(r, "cannot tell the source that the sockets run here: %s", sockmig_error());
+		/* S cannot learn that we are ready: it rolls back, so must we. */
+		sm_fail(r, "cannot tell the source that the sockets are ready here: %s", sockmig_error());
 		goto out_discard;
 	}
 	/* S ends the original once it reads RUNNING, then says COMMIT: only
-	 * then may the process run here (or the sockets go to a program).
-	 * Without COMMIT, S may have rolled back: discard, so that two
-	 * copies never run. */
-	sm_move_msg_clear(&m2);
-	r = sm_move_recv(chan, d.timeout_ms, &m2);
-	if (r >= 0 && (!m2.has_status || m2.status != SM_MOVE_COMMIT))
-		r = m2.has_status && m2.status == SM_MOVE_ABORT ? sm_fail(-ECANCELED, "the source gave up: %s", m2.reason)
+	 * then do the flows open here and the process run (or the sockets go
+	 * to a program). Without COMMIT, S may have rolled back: discard, so
+	 * that two copies never run. */
+	r = sm_move_recv(chan, d.timeout_ms, &m3);
+	if (r >= 0 && (!m3.has_status || m3.status != SM_MOVE_COMMIT))
+		r = m3.has_status && m3.status == SM_MOVE_ABORT ? sm_fail(-ECANCELED, "the source gave up: %s", m3.reason)
 								: sm_fail(-EPROTO, "the source sent no COMMIT");
 	else if (r < 0)
 		sm_fail(r, "the source did not confirm the move (no COMMIT): %s", sockmig_error());
 	if (r < 0)
 		goto out_discard;
 	sm_debug("move dst: COMMIT received");
+	go_live(&d, m3.caps, m3.n_caps);
 	if (d.proc) {
 		r = sockmig_restore_release(d.proc);
 		if (r < 0) {
@@ -580,6 +1009,7 @@ int sockmig_sockets_receive(int chan, const struct sockmig_move_opts *o, struct 
 		*ret_stats = d.st;
 	if (o->cleanup_in_background) {
 		sm_move_msg_clear(&m2);
+		sm_move_msg_clear(&m3);
 		dst_free_in_background(&d);
 		return 0;
 	}
@@ -591,6 +1021,7 @@ out_discard:
 	discard(&d);
 out:
 	sm_move_msg_clear(&m2);
+	sm_move_msg_clear(&m3);
 	dst_free(&d);
 	return r;
 }
@@ -611,9 +1042,13 @@ int sockmig_sockets_restore_image(int in_fd, const struct sockmig_move_opts *o, 
 		return r;
 	r = prepare(&d);
 	if (r >= 0)
-		r = finish(&d, d.m.caps, d.m.n_caps);
+		r = get_ready(&d, d.m.caps, d.m.n_caps);
 	if (r >= 0)
+		r = replay_source(&d, d.m.caps, d.m.n_caps);
+	if (r >= 0) {
+		go_live(&d, NULL, 0);
 		r = hand_over(&d, ret);
+	}
 	if (r < 0)
 		discard(&d);
 	else if (ret_stats)

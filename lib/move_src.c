@@ -8,10 +8,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
 
 #include "flow.h"
@@ -36,6 +38,9 @@ struct src {
 	struct sockmig_flowlock *lock;
 	struct sockmig_flow_capture *sent_caps; /* handed to D, kept for rollback */
 	size_t n_sent_caps;
+	bool split; /* SOCKMIG_FAULT=src-tail-split: the newer half of each
+		     * flow's sent_caps goes with COMMIT, as if it came late */
+	uint32_t held; /* packets split off so */
 	struct sockmig_flow_capture *dst_caps;  /* what D caught before it gave up */
 	size_t n_dst_caps;
 	struct sockmig_flow_capture *pre_back;  /* caught here before taking back */
@@ -46,6 +51,8 @@ struct src {
 	struct sockmig_flow *routed; /* flows whose address stays (o->hooks) */
 	size_t n_routed;
 	bool switched; /* route_switch was called */
+	struct sockmig_precopy *pc; /* with_process and precopy_rounds */
+	struct sockmig_precopy_stats frozen_pc;
 	int *skip; /* with_process: the sockets' fds, which the checkpoint skips */
 	struct sockmig_ckpt_opts ckpt;
 };
@@ -183,7 +190,9 @@ static int find_addresses(struct src *s)
 			s->hdr.n_addrs++;
 			found = true;
 		}
-		if (!found)
+		/* With hooks, an address that is not ours (a flow routed here
+		 * from its home) is routed on. */
+		if (!found && !s->o->hooks)
 			return sm_fail(-EADDRNOTAVAIL, "pid %d fd %u: its address %s is not on interface %s, so it cannot move with it",
 				       (int)sockmig_proc_pid(s->proc), s->socks[i].id,
 				       inet_ntop(e->family, e->addr, text, sizeof(text)), s->o->ifname);
@@ -412,7 +421,7 @@ static int preflight(struct src *s, pid_t pid)
 			return -ENOMEM;
 		for (size_t i = 0; i < s->n; i++)
 			s->skip[i] = (int)s->socks[i].id;
-		s->ckpt = (struct sockmig_ckpt_opts){ s->skip, s->n };
+		s->ckpt = (struct sockmig_ckpt_opts){ .skip_fds = s->skip, .n_skip_fds = s->n };
 		r = sockmig_ckpt_check(s->proc, &s->ckpt);
 		if (r < 0)
 			return r;
@@ -456,21 +465,51 @@ static int arm(struct src *s)
 	return sockmig_flowlock_new(SOCKMIG_FLOWLOCK_CAPTURE | SOCKMIG_FLOWLOCK_PASS_LOCAL, s->cap, &s->lock);
 }
 
-static int freeze_and_save(struct src *s)
+/* Before the freeze: connections accepted while the listeners drain join
+ * the move, and may use further addresses. */
+static int before_freeze(struct src *s)
+{
+	int r = drain_listeners(s);
+
+	if (r >= 0 && s->o->ifname)
+		r = find_addresses(s);
+	return r;
+}
+
+static int write_socket(struct sm_image_writer *w, const struct sm_move_sock *m)
+{
+	struct sm_buf b;
+	int r;
+
+	if (m->proto == IPPROTO_TCP && !m->listener)
+		return sm_sock_image_write_tcp(w, m->id, &m->tcp, m->sndq, m->rcvq);
+	if (m->proto == IPPROTO_UDP)
+		return sm_sock_image_write_udp(w, m->id, &m->udp, m->udpq);
+	sm_buf_init(&b);
+	r = sm_sock_encode_listener(&b, m->id, &m->lst);
+	if (r >= 0)
+		r = sm_image_write_buf(w, SM_SEC_TCP_LISTENER, &b);
+	sm_buf_free(&b);
+	return r;
+}
+
+/*
+ * Stop, freeze, read every socket. With w (a move), each socket goes to D
+ * as soon as it is read, so that D restores one while we read the next
+ * (at 1,000 sockets the two took 30 and 45 ms one after the other). A
+ * write that fails (the channel) is left in *ret_wr, apart from a failure
+ * to read a socket (the return value).
+ */
+static int freeze_and_save(struct src *s, struct sm_image_writer *w, int *ret_wr)
 {
 	uint64_t t;
 	int r;
 
-	r = drain_listeners(s);
-	/* Connections accepted while draining may use further addresses. */
-	if (r >= 0 && s->o->ifname)
-		r = find_addresses(s);
-	if (r < 0)
-		return r;
 	/* Stop the process first, then freeze: a reply it sends between the
 	 * freeze and the stop would be dropped by the lock, which TCP
 	 * retransmits but UDP loses. Stopped, it sends nothing; what arrives
 	 * until the freeze waits in the queues that are saved next. */
+	sm_debug("move src: stopping the process");
 	s->t_frozen = t = sm_now_ns();
 	r = sockmig_proc_stop(s->proc);
 	if (r < 0)
@@ -509,6 +548,8 @@ static int freeze_and_save(struct src *s)
 		}
 		if (r < 0)
 			return sm_fail(r, "pid %d fd %u: %s", (int)s->hdr.pid, m->id, sockmig_error());
+		if (w && *ret_wr >= 0)
+			*ret_wr = write_socket(w, m);
 	}
 	s->st.save_ns = sm_now_ns() - t;
 	sm_debug("move src: %zu sockets saved", s->n);
@@ -519,22 +560,8 @@ static int write_sockets(struct src *s, struct sm_image_writer *w)
 {
 	int r = sm_move_write_header(w, &s->hdr);
 
-	for (size_t i = 0; r >= 0 && i < s->n; i++) {
-		struct sm_move_sock *m = &s->socks[i];
-
-		if (m->listener) {
-			struct sm_buf b;
-
-			sm_buf_init(&b);
-			r = sm_sock_encode_listener(&b, m->id, &m->lst);
-			if (r >= 0)
-				r = sm_image_write_buf(w, SM_SEC_TCP_LISTENER, &b);
-			sm_buf_free(&b);
-		} else if (m->proto == IPPROTO_TCP)
-			r = sm_sock_image_write_tcp(w, m->id, &m->tcp, m->sndq, m->rcvq);
-		else
-			r = sm_sock_image_write_udp(w, m->id, &m->udp, m->udpq);
-	}
+	for (size_t i = 0; r >= 0 && i < s->n; i++)
+		r = write_socket(w, &s->socks[i]);
 	return r;
 }
 
@@ -568,6 +595,57 @@ static void route_back(struct src *s)
 	if (s->switched && s->o->hooks->route_back)
 		s->o->hooks->route_back(s->o->hooks->ctx, s->routed, s->n_routed);
 	s->switched = false;
+}
+
+/*
+ * Pre-copy: the process's memory goes to D while it runs, round after
+ * round, each carrying what was written since the one before; the freeze
+ * then dumps only what changed since the last. Rounds stop once that is
+ * small (what the freeze can send in about a millisecond) or stops
+ * shrinking (the process writes as fast as we send).
+ */
+#define PRECOPY_ENOUGH (256u << 10)
+static int expect(struct src *s, int chan, uint32_t want);
+static int precopy(struct src *s, int chan)
+{
+	uint64_t last = UINT64_MAX;
+	int r;
+
+	r = sockmig_precopy_start(s->proc, &s->pc);
+	if (r < 0)
+		return sm_fail(r, "cannot start the pre-copy: %s", sockmig_error());
+	for (unsigned i = 0; i < s->o->precopy_rounds; i++) {
+		struct sockmig_precopy_stats st = { 0 };
+		uint64_t bytes;
+
+		r = sm_move_send_status(chan, SM_MOVE_PRECOPY, NULL);
+		if (r >= 0)
+			r = sockmig_precopy_round(s->pc, chan, &st);
+		if (r < 0)
+			return sm_fail(r, "cannot send the pre-copy to the destination: %s", sockmig_error());
+		s->st.precopy_rounds++;
+		s->st.precopy_bytes += st.bytes;
+		bytes = st.pages * 4096;
+		sm_debug("move src: pre-copy round %u: %llu pages, %llu bytes, %.3f ms", st.round,
+			 (unsigned long long)st.pages, (unsigned long long)st.bytes, (double)st.ns / 1e6);
+		if (i && (bytes <= PRECOPY_ENOUGH || bytes >= last))
+			break;
+		last = bytes;
+	}
+	/* The rounds went into the channel faster than D stores them (64 MiB
+	 * took D 150 to 200 ms more than S to handle, measured): freezing now,
+	 * the process would wait while D catches up. D answers once it holds
+	 * every round; the freeze starts then. */
+	r = sm_move_send_status(chan, SM_MOVE_PRECOPY_DONE, NULL);
+	if (r < 0)
+		return sm_fail(r, "cannot send the pre-copy to the destination: %s", sockmig_error());
+	r = expect(s, chan, SM_MOVE_PRECOPY_HELD);
+	if (r < 0)
+		return r;
+	sm_debug("move src: pre-copy held by the destination");
+	s->ckpt.precopy = s->pc;
+	s->ckpt.precopy_stats = &s->frozen_pc;
+	return 0;
 }
 
 /* Put everything back as it was. Best effort: each step runs even if an
@@ -637,6 +715,10 @@ static int rollback(struct src *s)
 		if (k < 0 && !r)
 			r = k;
 	}
+	/* the process exactly as before the pre-copy (the kernel's
+	 * unregister walk, out of the stop) */
+	sockmig_precopy_free(s->pc);
+	s->pc = NULL;
 	/* The caller reports why the move failed, not how the rollback went. */
 	sm_fail(0, "%s", saved);
 	return r;
@@ -687,26 +769,13 @@ static void src_free(struct src *s)
 	free(s->flows);
 	free(s->routed);
 	free(s->skip);
+	sockmig_precopy_free(s->pc);
 	sockmig_flowlock_free(s->lock);
 	sockmig_flow_captures_free(s->sent_caps, s->n_sent_caps);
 	sockmig_flow_captures_free(s->dst_caps, s->n_dst_caps);
 	sockmig_flow_captures_free(s->pre_back, s->pre_back ? s->n : 0);
 	sockmig_capture_free(s->cap);
 	sockmig_proc_free(s->proc);
-}
-
-/* After D announced the address, packets the peer sent before it heard the
- * announcement may still be on their way to S: wait for a short quiet. */
-static void drain_late_packets(struct src *s)
-{
-	struct pollfd p = { .fd = sockmig_capture_fd(s->cap), .events = POLLIN };
-
-	for (int i = 0; i < 20; i++) {
-		if (poll(&p, 1, 1) <= 0)
-			break;
-		if (sockmig_capture_poll(s->cap) < 0)
-			break;
-	}
 }
 
 /* D gave up after announcing: get the peers back first, then what D caught
@@ -764,32 +833,155 @@ static int expect(struct src *s, int chan, uint32_t want)
 	return r;
 }
 
+/* Only the flows that caught something: one section each. D finds a
+ * flow's packets by the flow, so the empty ones (most, at 1,000
+ * connections: one write each) need not travel. With `split` (a test's
+ * fault), only the older half of each flow's packets. */
+static int write_captures(struct sm_image_writer *w, const struct sockmig_flow_capture *fc, size_t n, bool split)
+{
+	_cleanup_free_ struct sockmig_flow_capture *v = NULL;
+
+	if (!split)
+		return sm_move_write_captures(w, fc, n);
+	v = calloc(n ? n : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		v[i] = fc[i];
+		v[i].n_packets -= v[i].n_packets / 2;
+	}
+	return sm_move_write_captures(w, v, n);
+}
+
+static uint32_t count_packets(const struct sockmig_flow_capture *fc, size_t n)
+{
+	uint32_t k = 0;
+
+	for (size_t i = 0; i < n; i++)
+		k += fc[i].n_packets;
+	return k;
+}
+
+/*
+ * Make the original die with us, should we die between COMMIT and the
+ * kill: a tracee whose tracer exits is let go, and would run beside its
+ * copy on D. With PTRACE_O_EXITKILL on every thread (all of them are
+ * ptrace-stopped, ours), COMMIT can go out first and the kill, whose
+ * teardown of the process's memory took 5 to 25 ms of the pause, after.
+ * false: not armed, kill first.
+ */
+static bool exit_kills(struct src *s)
+{
+	char path[64];
+	struct dirent *e;
+	bool ok = true;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)sockmig_proc_pid(s->proc));
+	dir = opendir(path);
+	if (!dir)
+		return false;
+	while (ok && (e = readdir(dir))) {
+		pid_t tid = (pid_t)atoi(e->d_name);
+
+		if (tid > 0 && ptrace(PTRACE_SETOPTIONS, tid, 0, (void *)(long)PTRACE_O_EXITKILL) < 0)
+			ok = false;
+	}
+	closedir(dir);
+	return ok;
+}
+
+/* COMMIT, with what reached S since image 2 (peers that had not yet heard
+ * the announcement, or packets that took long on their way): D replays
+ * them before anything of its own, so they are not lost, and not overtaken
+ * by newer ones either. */
+static void send_commit(struct src *s, int chan)
+{
+	struct sockmig_flow_capture *tail = NULL;
+	struct sm_image_writer *w = NULL;
+	int r;
+
+	r = sockmig_capture_collect(s->cap, s->flows, s->n, &tail);
+	/* the test's split: the held half first, in one section per flow */
+	for (size_t i = 0; r >= 0 && s->split && i < s->n; i++) {
+		struct sockmig_flow_capture *c = &s->sent_caps[i], *t = &tail[i];
+		uint32_t held = c->n_packets / 2;
+		struct sockmig_packet *p = calloc((size_t)held + t->n_packets + 1, sizeof(*p));
+
+		if (!p) {
+			r = -ENOMEM;
+			break;
+		}
+		/* the packets move to the tail, which frees them */
+		memcpy(p, c->packets + c->n_packets - held, held * sizeof(*p));
+		memcpy(p + held, t->packets, t->n_packets * sizeof(*p));
+		c->n_packets -= held;
+		free(t->packets);
+		t->packets = p;
+		t->n_packets += held;
+	}
+	if (r >= 0)
+		r = sm_image_writer_new(chan, SM_IMAGE_KIND_SOCKETS, &w);
+	if (r >= 0)
+		r = write_captures(w, tail, s->n, false);
+	if (r >= 0)
+		r = sm_move_write_status(w, SM_MOVE_COMMIT, NULL);
+	if (r >= 0)
+		r = sm_image_writer_finish(w);
+	sm_image_writer_free(w);
+	if (r < 0)
+		sm_debug("move src: COMMIT could not be sent: %s", sockmig_error());
+	if (tail)
+		s->st.captured_src += count_packets(tail, s->n) - (s->split ? s->held : 0);
+	sm_debug("move src: COMMIT sent, with %u packets caught since the captures", tail ? count_packets(tail, s->n) : 0);
+	sockmig_flow_captures_free(tail, tail ? s->n : 0);
+}
+
 int sockmig_sockets_send(pid_t pid, const struct sockmig_move_opts *o, int chan, struct sockmig_move_stats *ret_stats)
 {
 	struct src s = { .o = o, .timeout_ms = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS };
 	struct sm_image_writer *w = NULL;
-	int r;
+	bool killed;
+	int r, wr = 0;
 
 	r = arm(&s);
 	if (r >= 0)
 		r = preflight(&s, pid);
 	if (r < 0)
 		goto out; /* nothing changed yet */
-	r = freeze_and_save(&s);
+	if (o->with_process && o->precopy_rounds) {
+		r = precopy(&s, chan);
+		if (r < 0) {
+			/* nothing frozen: D stops, the tracking ends (src_free) */
+			sm_move_send_status(chan, SM_MOVE_ABORT, sockmig_error());
+			goto out;
+		}
+	}
+	r = before_freeze(&s);
+	if (r >= 0)
+		r = sm_image_writer_new(chan, SM_IMAGE_KIND_SOCKETS, &w);
+	if (r >= 0)
+		wr = sm_move_write_header(w, &s.hdr);
+	if (r >= 0)
+		r = freeze_and_save(&s, w, &wr);
 	if (r >= 0 && sm_fault("src-fail-save"))
 		r = sm_fail(-EIO, "fault injected: src-fail-save");
-	if (r < 0)
+	/* a test's split: catch something here first (50 ms) */
+	if (r >= 0 && sm_fault("src-tail-split"))
+		nanosleep(&(struct timespec){ 0, 50000000 }, NULL);
+	if (r < 0) {
+		/* D may be restoring what it got: it gives up on this */
+		if (w && wr >= 0 && sm_move_write_status(w, SM_MOVE_ABORT, sockmig_error()) >= 0)
+			sm_image_writer_finish(w);
+		sm_image_writer_free(w);
 		goto out_rollback;
-
-	r = sm_image_writer_new(chan, SM_IMAGE_KIND_SOCKETS, &w);
-	if (r >= 0)
-		r = write_sockets(&s, w);
-	if (r >= 0)
-		r = sm_image_writer_finish(w);
+	}
+	if (wr >= 0)
+		wr = sm_image_writer_finish(w);
 	sm_image_writer_free(w);
 	w = NULL;
-	if (r < 0) {
-		sm_fail(r, "cannot send the sockets to the destination: %s", sockmig_error());
+	if (wr < 0) {
+		r = sm_fail(wr, "cannot send the sockets to the destination: %s", sockmig_error());
 		goto out_rollback;
 	}
 	sm_debug("move src: sockets sent");
@@ -800,6 +992,7 @@ int sockmig_sockets_send(pid_t pid, const struct sockmig_move_opts *o, int chan,
 			sm_fail(r, "cannot send the process to the destination: %s", sockmig_error());
 			goto out_rollback;
 		}
+		s.st.frozen_pages = s.frozen_pc.pages;
 		sm_debug("move src: process sent");
 	}
 	r = expect(&s, chan, SM_MOVE_ANNOUNCED);
@@ -831,18 +1024,22 @@ int sockmig_sockets_send(pid_t pid, const struct sockmig_move_opts *o, int chan,
 	}
 	if (r < 0)
 		goto out_abort;
-	drain_late_packets(&s);
+	/* Packets the peers sent before they heard the announcement may still
+	 * be on their way here: no need to wait for them (a quiet of 1 ms cost
+	 * that much of the pause, and was no guarantee), they go with COMMIT. */
 	r = sockmig_capture_collect(s.cap, s.flows, s.n, &s.sent_caps);
-	sm_debug("move src: late packets collected");
+	sm_debug("move src: packets collected");
 	if (r < 0)
 		goto out_abort;
 	s.n_sent_caps = s.n;
-	for (size_t i = 0; i < s.n; i++)
-		s.st.captured_src += s.sent_caps[i].n_packets;
+	s.st.captured_src += count_packets(s.sent_caps, s.n);
+	s.split = sm_fault("src-tail-split");
+	for (size_t i = 0; s.split && i < s.n; i++)
+		s.held += s.sent_caps[i].n_packets / 2;
 
 	r = sm_image_writer_new(chan, SM_IMAGE_KIND_SOCKETS, &w);
 	if (r >= 0)
-		r = sm_flow_captures_write(w, s.sent_caps, s.n);
+		r = write_captures(w, s.sent_caps, s.n, s.split);
 	if (r >= 0)
 		r = sm_move_write_status(w, SM_MOVE_CONTINUE, NULL);
 	if (r >= 0)
@@ -858,14 +1055,21 @@ int sockmig_sockets_send(pid_t pid, const struct sockmig_move_opts *o, int chan,
 		goto out_rollback;
 	sm_debug("move src: destination running");
 	s.st.frozen_ns = sm_now_ns() - s.t_frozen;
-	/* The third message: D lets the process run (or hands the sockets
-	 * over) only on COMMIT, which goes out once the original can never
-	 * run again. If it is lost, D discards its copy: a process may be
-	 * lost then, but two copies never run. */
-	if (o->with_process)
+	/* The third message: D opens the flows and lets the process run (or
+	 * hands the sockets over) only on COMMIT, which goes out once the
+	 * original can never run again. If it is lost, D discards its copy: a
+	 * process may be lost then, but two copies never run. */
+	killed = o->with_process && !exit_kills(&s);
+	if (killed)
 		kill(sockmig_proc_pid(s.proc), SIGKILL);
-	if (sm_move_send_status(chan, SM_MOVE_COMMIT, NULL) < 0)
-		sm_debug("move src: COMMIT could not be sent: %s", sockmig_error());
+	send_commit(&s, chan);
+	/* What is left here (the original's memory torn down, the sockets
+	 * destroyed, the lock removed) would take the CPU D needs to go live.
+	 * D writes to the channel or closes it once it runs: after that, or
+	 * 100 ms. Nothing is read: the caller may expect D's words. */
+	poll(&(struct pollfd){ .fd = chan, .events = POLLIN }, 1, 100);
+	if (o->with_process && !killed)
+		kill(sockmig_proc_pid(s.proc), SIGKILL);
 	commit(&s);
 	if (ret_stats)
 		*ret_stats = s.st;
@@ -895,7 +1099,9 @@ int sockmig_sockets_snapshot(pid_t pid, const struct sockmig_move_opts *o, int o
 		r = preflight(&s, pid);
 	if (r < 0)
 		goto out;
-	r = freeze_and_save(&s);
+	r = before_freeze(&s);
+	if (r >= 0)
+		r = freeze_and_save(&s, NULL, NULL);
 	if (r >= 0)
 		r = sockmig_capture_collect(s.cap, s.flows, s.n, &s.sent_caps);
 	if (r >= 0) {
@@ -906,6 +1112,7 @@ int sockmig_sockets_snapshot(pid_t pid, const struct sockmig_move_opts *o, int o
 	}
 	if (r >= 0)
 		r = write_sockets(&s, w);
+	/* a snapshot keeps one 0x0301 section per flow (docs/socket-move.md) */
 	if (r >= 0)
 		r = sm_flow_captures_write(w, s.sent_caps, s.n);
 	if (r >= 0)

@@ -116,7 +116,7 @@ int sockmig_tcp_listener_restore(const struct sockmig_tcp_listener_state *st, in
 	/* The address comes to this node after the socket: transparent lets
 	 * bind() take it (as IP_FREEBIND would, but that one the application
 	 * could read back); back to the saved value right after. */
-	if (!sm_ep_is_any(&st->local) && !saved_transparent) {
+	if (!sm_ep_is_any(&st->local) || saved_transparent) {
 		r = set_transparent(fd, st->family, 1);
 		if (r < 0)
 			return r;
@@ -127,11 +127,6 @@ int sockmig_tcp_listener_restore(const struct sockmig_tcp_listener_state *st, in
 			       sm_ep_str(&st->local, ep, sizeof(ep)), strerror(errno));
 	if (!sm_ep_is_any(&st->local) && !saved_transparent) {
 		r = set_transparent(fd, st->family, 0);
-		if (r < 0)
-			return r;
-	}
-	if (saved_transparent) {
-		r = set_transparent(fd, st->family, 1);
 		if (r < 0)
 			return r;
 	}

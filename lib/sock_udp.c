@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "sock.h"
+#include "sockmig/route.h"
 #include "util.h"
 
 #define DGRAM_BUF 65536
@@ -503,7 +504,10 @@ int sockmig_udp_restore(const struct sockmig_udp_state *st, int *ret_fd)
 }
 
 /* A socket that sends from src (not local here): IP_TRANSPARENT lets it bind
- * and route from a foreign address. */
+ * and route from a foreign address. The flow routes' mark makes the
+ * datagram local when its destination is an address of another node (a
+ * flow in forward or rewrite mode, include/sockmig/route.h); without the
+ * mark's policy rule it changes nothing. */
 static int sender_open(const struct sockmig_endpoint *src)
 {
 	_cleanup_close_ int fd = -1;
@@ -515,6 +519,9 @@ static int sender_open(const struct sockmig_endpoint *src)
 	if (fd < 0)
 		return sm_fail(-errno, "cannot create a UDP sender: %s", strerror(errno));
 	r = set_transparent(fd, src->family, 1);
+	if (r < 0)
+		return r;
+	r = sm_setsockopt_int(fd, SOL_SOCKET, SO_MARK, (int)SOCKMIG_ROUTE_MARK, "SO_MARK");
 	if (r < 0)
 		return r;
 	r = sm_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");

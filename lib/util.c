@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -147,13 +148,15 @@ bool sm_fault(const char *point)
 
 void sm_fault_stall(const char *point)
 {
-	struct timespec ts = { .tv_sec = 1 };
+	struct timespec ts = { .tv_nsec = 100000000 };
+	const char *ms = getenv("SOCKMIG_FAULT_STALL_MS");
+	long n = ms ? strtol(ms, NULL, 10) / 100 : 1200;
 
 	if (!sm_fault(point))
 		return;
 	/* Test only: the harness waits for this line in the program's
 	 * stderr (a daemon's log), then kills it or cuts its link. */
 	dprintf(2, "sockmig: fault %s: stalling\n", point);
-	for (int i = 0; i < 120; i++)
+	for (long i = 0; i < n && i < 1200; i++)
 		nanosleep(&ts, NULL);
 }

@@ -58,7 +58,8 @@ int sm_write_file(const char *path, const char *s);
  * The points are listed in docs/socket-move.md. */
 bool sm_fault(const char *point);
 /* SOCKMIG_FAULT=POINT: write "sockmig: fault POINT: stalling" to stderr and
- * sleep (at most 120 s), for tests that kill or cut off a side there. */
+ * sleep SOCKMIG_FAULT_STALL_MS (default and at most 120 s), for tests that
+ * kill or cut off a side there. */
 void sm_fault_stall(const char *point);
 
 /* Monotonic clock in nanoseconds. */

@@ -210,3 +210,63 @@ t_wait_progress() {
 	done
 	t_fail "$1: the stream did not reach $2 verified bytes (at $(last_verified "$1"))"
 }
+
+# ---- cluster tests (cluster_faults, cluster_many, cluster_scale) ----
+
+# FILE REGEX [SECS]: wait (bounded, inotify) for a line of FILE, as it
+# grows, to match; 1 if none did in time.
+t_wait_file() {
+	timeout "${3:-10}" grep -m1 -qE -- "$2" <(timeout "${3:-10}" tail -n +1 -F "$1" 2>/dev/null)
+}
+# PID [SECS]: wait (bounded, on a pidfd) for the process to end; 1 if it
+# still runs.
+t_wait_gone() {
+	/usr/bin/python3 - "$1" "${2:-10}" <<'PYEOF'
+import os, select, sys
+try:
+    fd = os.pidfd_open(int(sys.argv[1]))
+except ProcessLookupError:
+    sys.exit(0)
+sys.exit(0 if select.select([fd], [], [], float(sys.argv[2]))[0] else 1)
+PYEOF
+}
+# NODE [COMM]: "PID COMM" of every process in NODE's network namespace
+# (lab nodes share the machine's pid namespace: the netns tells them apart),
+# only those named COMM if given.
+t_node_procs() {
+	local ns p n
+	ns=$(t_exec "$1" readlink /proc/self/ns/net) || return 1
+	for p in /proc/[0-9]*; do
+		[ "$(readlink "$p/ns/net" 2>/dev/null)" = "$ns" ] || continue
+		n=$(cat "$p/comm" 2>/dev/null) || continue
+		[ -z "${2:-}" ] || [ "$n" = "$2" ] || continue
+		echo "${p#/proc/} $n"
+	done
+}
+# NODE: the pid of the sockmigd that `lab up` started in NODE (its log).
+t_lab_daemon_pid() {
+	grep -oE 'event=start pid=[0-9]+' "/run/sockmig/labs/$T_LAB/$1.log" | head -1 | cut -d= -f3
+}
+# NODE NAME...: the node's TCP counters named, "NAME VALUE" a line, absolute
+# (nstat without its history file, which the nodes would share).
+t_nstat() {
+	local node=$1
+	shift
+	t_exec "$node" nstat -asz "$@" | awk 'NF >= 2 && $1 !~ /^#/ { print $1, $2 }'
+}
+# Median, min and max of numbers on stdin: "min=A median=B max=C".
+t_stats() {
+	sort -g | awk '{ v[NR] = $1 } END {
+		if (!NR) { print "min=- median=- max=-"; exit }
+		m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+		printf "min=%s median=%s max=%s\n", v[1], m, v[NR] }'
+}
+
+# NODE ADDR: ADDR (IPv4) is on NODE's eth0. The listing is read whole first:
+# `| grep -q` would end the pipe early, and with pipefail ip's SIGPIPE
+# would read as "not there".
+t_has_addr() {
+	local out
+	out=$(t_exec "$1" ip -o -4 addr show dev eth0) || return 1
+	[[ $out == *" $2/"* ]]
+}

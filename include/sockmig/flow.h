@@ -102,6 +102,11 @@ enum {
  * missing). Holds nothing until flows are frozen. cap is required with
  * SOCKMIG_FLOWLOCK_CAPTURE and must stay open while the lock lives. */
 int sockmig_flowlock_new(unsigned flags, struct sockmig_capture *cap, struct sockmig_flowlock **ret);
+/* Delete the chains and sets of every lock in this network namespace whose
+ * process is gone (killed in the middle of a move: its frozen flows would
+ * stay blackholed). Returns how many, or -errno. A daemon calls it as it
+ * starts. */
+int sockmig_flowlock_purge_dead(void);
 /* Drop the lock's chains and sets (one batch): its flows flow again. */
 void sockmig_flowlock_free(struct sockmig_flowlock *lock);
 

@@ -9,21 +9,21 @@
  *   check every fd (nothing changed yet)
  *   stop the process, freeze the flows
  *   (capturing what arrives), save every socket
- *           ---- image 1: header, sockets ---->
- *                                             block the flows (capturing), take the
- *                                             addresses and announce them
+ *           ---- image 1: header, sockets ---->  (each socket as soon as it is saved)
+ *                                             restore each socket in repair mode as it
+ *                                             comes; block the flows (capturing), take
+ *                                             the addresses and announce them
  *           <--- ANNOUNCED -------------------
  *   release the addresses; collect the
  *   packets captured during the freeze
  *           ---- image 2: captured packets --->
- *                                             restore the sockets in repair mode
- *                                             (send queues trimmed by captured ACKs),
- *                                             re-inject UDP queues, replay S's then
- *                                             D's captured packets, unblock, resume
- *           <--- RUNNING ---------------------
- *   destroy the originals (still blocked,
- *   so nothing reaches the peer), unblock,
- *   let the process go on                     the caller hands the sockets to a program
+ *                                             re-inject UDP queues, replay S's packets
+ *           <--- RUNNING ---------------------  (ready: nothing can fail any more)
+ *           ---- COMMIT, what S caught since ->
+ *   destroy the originals (still blocked,     replay S's last packets, then D's own,
+ *   so nothing reaches the peer), unblock,    unblock (late UDP datagrams put back in
+ *   let the process go on                     order), leave repair mode; the caller
+ *                                             hands the sockets to a program
  *
  * Until S reads RUNNING, any failure on either side (an ABORT, a timeout, the
  * channel breaking) rolls S back: the address comes back and is announced,
@@ -86,8 +86,15 @@ struct sockmig_move_opts {
 	 * engine, every other fd with the checkpoint); the original is killed
 	 * once D runs the process, resumed on any failure. D: the process is
 	 * restored with its sockets at their numbers, held stopped until they
-	 * are live; it is let run right after RUNNING is sent. */
+	 * are live; it is let run on COMMIT, once they are. */
 	unsigned with_process;
+	/* S, with_process: at most this many pre-copy rounds (memory sent
+	 * while the process runs; the freeze then carries only what changed
+	 * since); 0: none. Rounds stop early once what changed is small or
+	 * stops shrinking. D: pre-copied pages are held in memory, at most
+	 * precopy_max_bytes (0: half the node's RAM). */
+	unsigned precopy_rounds;
+	uint64_t precopy_max_bytes;
 	/* D: how to restore it (NULL: defaults), and what was made */
 	const struct sockmig_restore_opts *restore;
 	struct sockmig_restored_proc *ret_proc;
@@ -134,9 +141,14 @@ struct sockmig_move_stats {
 	uint32_t udp_queued;   /* datagrams waiting in receive queues, carried over */
 	uint32_t captured_src; /* packets captured on S during the freeze, replayed on D */
 	uint32_t captured_dst; /* packets captured on D before its sockets were live */
-	uint64_t frozen_ns;    /* S: flows frozen until D reported RUNNING */
-	uint64_t save_ns;      /* S: stop + reading every socket */
-	uint64_t restore_ns;   /* D: image 2 received until sockets live */
+	uint64_t frozen_ns;    /* S: flows frozen until D reported RUNNING (D
+				* opens them after one more message) */
+	uint64_t save_ns;      /* S: stop + reading (and sending) every socket */
+	uint64_t restore_ns;   /* D: the process (or image 1) received until
+				* the sockets are live */
+	uint32_t precopy_rounds; /* S: pre-copy rounds sent */
+	uint64_t precopy_bytes;  /* S: bytes they carried */
+	uint64_t frozen_pages;   /* S: pages of tracked memory dumped in the freeze */
 };
 
 /* Source side. Returns 0 once D reported the sockets running and the

@@ -50,17 +50,6 @@ move() {
 		t_fail "$tag: $from still has connections on port $service"
 }
 
-# t_wait_gone PID: the process ends within 10 s (pidfd poll)
-t_wait_gone() {
-	"$PY" - "$1" <<'EOF'
-import os, select, sys
-try:
-    fd = os.pidfd_open(int(sys.argv[1]))
-except ProcessLookupError:
-    sys.exit(0)
-sys.exit(0 if select.select([fd], [], [], 10)[0] else 1)
-EOF
-}
 
 stream_done() { # TAG: stop the peer's stream and check every byte came back
 	kill -USR2 "${T_PIDS[$1]}"

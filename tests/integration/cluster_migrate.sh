@@ -6,7 +6,7 @@
 # prints the pid there and the freeze, the original is gone, the address and
 # the sockets are where the job is. `ps --all` shows it on the last node. An
 # unprivileged user cannot move it (refused and logged); a process on a
-# member address, or mode forward, is refused before anything is frozen; a
+# member address in mode move is refused before anything is frozen; a
 # move to a node whose daemon was killed, and one whose destination fails
 # after restoring (SOCKMIG_FAULT=dst-fail-finish), fail with one sentence and
 # the job goes on where it was, its stream intact.
@@ -16,27 +16,12 @@ t_lab_up 3
 LABDIR=/run/sockmig/labs/$T_LAB
 PEER=$T_PROGS/peer
 ECHO=$T_PROGS/epoll_echo
-PY=/usr/bin/python3
 MOVES=${MOVES:-10}
 [ -x "$ECHO" ] || t_fail "epoll_echo is not built"
 
-# t_wait_gone PID: the process ends within 10 s (pidfd poll)
-t_wait_gone() {
-	"$PY" - "$1" <<'EOF'
-import os, select, sys
-try:
-    fd = os.pidfd_open(int(sys.argv[1]))
-except ProcessLookupError:
-    sys.exit(0)
-sys.exit(0 if select.select([fd], [], [], 10)[0] else 1)
-EOF
-}
-# wait_file FILE REGEX [SECS]: a line of FILE (as it grows) matches
-wait_file() {
-	timeout "${3:-10}" grep -m1 -qE -- "$2" <(timeout "${3:-10}" tail -n +1 -F "$1" 2>/dev/null) ||
-		t_fail "no line matching '$2' in $1 within ${3:-10}s: $(tail -3 "$1")"
-}
-has_addr() { t_exec "$1" ip -o -4 addr show dev eth0 | grep -q " $2/"; }
+# wait_file FILE REGEX [SECS]: a line of FILE (as it grows) matches, or fail
+wait_file() { t_wait_file "$@" || t_fail "no line matching '$2' in $1 within ${3:-10}s: $(tail -3 "$1")"; }
+has_addr() { t_has_addr "$@"; }
 
 # ---- the job ----
 out=$(t_exec n1 "$SOCKMIG" run --name echo -- sh -c 'exec "$0" "$SOCKMIG_JOB_ADDR" 7000' "$ECHO") ||
@@ -53,14 +38,14 @@ has_addr n1 "$addr" || t_fail "n1 does not have the job's address $addr"
 t_spawn own n1 "$PEER" tcp-echo --listen 198.18.0.1:7200
 t_wait_line own '^ready'
 ownpid=${T_PIDS[own]} # lab exec execs: the peer itself
-out=$(t_exec n1 "$SOCKMIG" migrate "$ownpid" --to n2 2>&1) && t_fail "a process on n1's member address was moved: $out"
-grep -qE "^sockmig: cannot migrate pid $ownpid: its fd [0-9]+ uses 198\.18\.0\.1, the address of node n1; " <<<"$out" ||
+out=$(t_exec n1 "$SOCKMIG" migrate "$ownpid" --to n2 --mode move 2>&1) &&
+	t_fail "a process on n1's member address was moved in mode move: $out"
+grep -qE "^sockmig: cannot migrate pid $ownpid in mode move: its fd [0-9]+ uses 198\.18\.0\.1, an address of node n1, which cannot leave it; " <<<"$out" ||
 	t_fail "member address: $out"
 has_addr n1 198.18.0.1 || t_fail "n1 lost its member address"
 t_kill own
-out=$(t_exec n1 "$SOCKMIG" migrate "$pid" --to n2 --mode forward 2>&1) && t_fail "mode forward: $out"
-[ "$out" = "sockmig: migrate: mode 'forward' is not implemented yet; only 'move' (the process's own addresses move with it) is" ] ||
-	t_fail "mode forward: $out"
+out=$(t_exec n1 "$SOCKMIG" migrate "$pid" --to n2 --mode teleport 2>&1) && t_fail "mode teleport: $out"
+[ "$out" = "sockmig: migrate: 'teleport' is not a mode: auto, move, forward or rewrite" ] || t_fail "mode teleport: $out"
 
 # ---- the stream ----
 t_spawn stream n3 "$PEER" tcp-stream --connect "$addr:7000" --conns 4 --window 256k
@@ -89,9 +74,9 @@ for i in $(seq "$MOVES"); do
 done
 last=$from
 t_log "frozen ms per move: ${frozen[*]}"
-grep -qE "node=$last event=migrate role=destination pid=[0-9]+ job=echo from=[a-z0-9]+ to=$last mode=move sockets=5 .*new_pid=$pid .*result=ok" \
+grep -qE "node=$last event=migrate role=destination pid=[0-9]+ job=echo from=[a-z0-9]+ to=$last mode=auto sockets=5 .*new_pid=$pid .*result=ok" \
 	"$LABDIR/$last.log" || t_fail "$last did not log the last move in: $(tail -3 "$LABDIR/$last.log")"
-grep -qE "node=$to event=migrate role=source pid=[0-9]+ job=echo from=$to to=$last mode=move sockets=5 tcp=5 udp=0 frozen_ms=[0-9.]+ .*new_pid=$pid result=ok" \
+grep -qE "node=$to event=migrate role=source pid=[0-9]+ job=echo from=$to to=$last mode=auto sockets=5 tcp=5 udp=0 frozen_ms=[0-9.]+ .*new_pid=$pid result=ok" \
 	"$LABDIR/$to.log" || t_fail "$to did not log the last move out: $(tail -3 "$LABDIR/$to.log")"
 
 # ---- ps --all, from every node: the job on the last one ----
@@ -137,7 +122,7 @@ t_log "failing destination: $out"
 kill -0 "$pid" || t_fail "the job died after a failed move"
 has_addr "$last" "$addr" || t_fail "$last lost the job's address after a failed move"
 ! has_addr "$to" "$addr" || t_fail "$to kept the job's address after a failed move"
-grep -qE "node=$last event=migrate role=source pid=$pid job=echo from=$last to=$to mode=move result=failed msg=" \
+grep -qE "node=$last event=migrate role=source pid=$pid job=echo from=$last to=$to mode=auto result=failed msg=" \
 	"$LABDIR/$last.log" || t_fail "$last did not log the failed move: $(tail -3 "$LABDIR/$last.log")"
 out=$(t_exec "$last" "$SOCKMIG" ps --json) || t_fail "ps: $out"
 grep -qE "\"name\":\"echo\",\"node\":\"$last\",[^}]*\"state\":\"running\"[^}]*\"pid\":$pid," <<<"$out" ||

@@ -18,7 +18,7 @@ wait_file() {
 	timeout "${3:-10}" grep -m1 -qE -- "$2" <(timeout "${3:-10}" tail -n +1 -F "$1" 2>/dev/null) ||
 		t_fail "no line matching '$2' in $1 within ${3:-10}s: $(tail -3 "$1" 2>&1)"
 }
-has_addr() { t_exec "$1" ip -o -4 addr show dev eth0 | grep -q " $2/"; }
+has_addr() { t_has_addr "$@"; }
 asnobody() { t_exec "$1" setpriv --reuid nobody --regid nogroup --clear-groups "${@:2}"; }
 # run NODE ARGS...: sets PID, ADDR, LOG from run's line
 run() {

@@ -17,26 +17,11 @@ t_lab_up 3
 LABDIR=/run/sockmig/labs/$T_LAB
 PEER=$T_PROGS/peer
 ECHO=$T_PROGS/epoll_echo
-PY=/usr/bin/python3
 [ -x "$ECHO" ] || t_fail "epoll_echo is not built"
 
-# t_wait_gone PID: the process ends within 10 s (pidfd poll)
-t_wait_gone() {
-	"$PY" - "$1" <<'EOF'
-import os, select, sys
-try:
-    fd = os.pidfd_open(int(sys.argv[1]))
-except ProcessLookupError:
-    sys.exit(0)
-sys.exit(0 if select.select([fd], [], [], 10)[0] else 1)
-EOF
-}
-# wait_file FILE REGEX [SECS]: a line of FILE (as it grows) matches
-wait_file() {
-	timeout "${3:-10}" grep -m1 -qE -- "$2" <(timeout "${3:-10}" tail -n +1 -F "$1" 2>/dev/null) ||
-		t_fail "no line matching '$2' in $1 within ${3:-10}s: $(tail -3 "$1")"
-}
-has_addr() { t_exec "$1" ip -o -4 addr show dev eth0 | grep -q " $2/"; }
+# wait_file FILE REGEX [SECS]: a line of FILE (as it grows) matches, or fail
+wait_file() { t_wait_file "$@" || t_fail "no line matching '$2' in $1 within ${3:-10}s: $(tail -3 "$1")"; }
+has_addr() { t_has_addr "$@"; }
 # restart_faulty NODE TAG: stop the node's daemon (whichever runs: the lab's
 # or one this test started as TAG2), start one under the fault as TAG
 restart_faulty() {
@@ -98,24 +83,17 @@ t_wait_progress stream 1000000 100
 # (Record 1 of each direction is the migrate REQUEST or its REPLY; the
 # damaged DATA record is the next.)
 damaged="record 2 from node 'n1' failed authentication: the stream was changed or damaged in transit"
-cli_sentence() { # OUT TO CAUSE-WITH-PATCH CAUSE-WITHOUT
+cli_sentence() { # OUT TO CAUSE: one line, naming the damaged record
 	local head="sockmig: cannot migrate pid $pid to $2 (it goes on here, connections intact): "
 	[ "$(wc -l <<<"$1")" = 1 ] || t_fail "more than one line for a damaged record: $1"
-	if [ "$1" = "$head$3" ]; then
-		t_log "the CLI names the damaged record"
-	elif [[ "$1" =~ ^"$head"$4$ ]]; then
-		t_log "the CLI gives the move's own error (daemon/migrate.c without the proposed patch)"
-	else
-		t_fail "a damaged record, the CLI said: $1"
-	fi
+	[ "$1" = "$head$3" ] || t_fail "a damaged record, the CLI said: $1"
 }
 
 # ---- n1 -> n2, n1's first DATA record damaged: n2 detects it ----
 before=$(last_verified stream)
 out=$(t_exec n1 "$SOCKMIG" migrate "$pid" --to n2 2>&1) && t_fail "a move with a damaged record succeeded: $out"
 t_log "damaged source record: $out"
-cli_sentence "$out" n2 "node 'n2' gave up the channel: $damaged" \
-	"cannot send the sockets to the destination: cannot write image byte [0-9]+ to fd [0-9]+: Broken pipe"
+cli_sentence "$out" n2 "node 'n2' gave up the channel: $damaged"
 wait_file "$LABDIR/n2.log" "node=n2 event=channel-error from=n1 msg=\"$damaged\""
 wait_file "$LABDIR/n2.log" "node=n2 event=migrate role=destination pid=$pid job=echo from=n1 to=n2 mode=[a-z]+ result=failed msg="
 # n2 told n1 why (an ERROR record), and n1 logs it
@@ -138,7 +116,7 @@ restart_faulty n1 dst src
 before=$(last_verified stream)
 out=$(t_exec n2 "$SOCKMIG" migrate "$pid" --to n1 2>&1) && t_fail "a move with a damaged answer succeeded: $out"
 t_log "damaged destination record: $out"
-cli_sentence "$out" n1 "$damaged" "the destination did not answer: image byte 0: truncated: [0-9]+ bytes missing from the image header"
+cli_sentence "$out" n1 "$damaged"
 wait_file "$LABDIR/n2.log" "node=n2 event=channel-error to=n1 msg=\"$damaged\""
 wait_file "$LABDIR/n2.log" "node=n2 event=migrate role=source pid=$pid job=echo from=n2 to=n1 mode=[a-z]+ result=failed msg="
 wait_file "$T_DIR/dst.err" "node=n1 event=channel-error from=n2 msg=\"node 'n2' gave up the channel: $damaged\""

@@ -5,7 +5,7 @@
  * migration test moves when it wants "some unmodified server" rather than
  * peer (tests/progs/peer.c), which was written for the tests.
  *
- *   epoll_echo ADDR PORT [--ballast MIB]
+ *   epoll_echo ADDR PORT [--ballast MIB] [--udp] [--rcvbuf BYTES]
  *
  * --ballast MIB (for benchmarks) first allocates MIB MiB and writes every
  * word of it with a non-zero value, so that a checkpoint has that much
@@ -19,9 +19,17 @@
  * sender). On EOF it sends what is still buffered, then closes. A reset or
  * other error closes that client only. Level-triggered epoll throughout.
  * SIGINT/SIGTERM end it (default action). Exit status 1 if it cannot listen.
+ * --udp (for tests that move UDP flows too) also binds a UDP socket to ADDR
+ * PORT and sends every datagram back to its sender; one that cannot be
+ * sent within 100 ms (a full send buffer) is dropped, and said on stderr.
+ * --rcvbuf BYTES gives that UDP socket a receive buffer of BYTES
+ * (SO_RCVBUFFORCE, so root may exceed rmem_max; the kernel doubles it): a
+ * test sizes it for the datagrams of a long freeze, so that a datagram lost
+ * is one that the move lost, not one the buffer could not hold.
  */
 #include <errno.h>
 #include <netdb.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -47,6 +55,8 @@ struct client {
 
 static int epfd = -1;
 static int listen_fd = -1;
+static int udp_fd = -1;
+static char udp_tag; /* epoll's data.ptr for udp_fd; NULL is the listener */
 static bool listener_paused; /* out of fds: accept again once a client closes */
 
 static void client_close(struct client *c)
@@ -211,6 +221,58 @@ static void on_listener(void)
 	}
 }
 
+/* Datagrams back to their senders; at most 64 a wake-up, so that the TCP
+ * clients are served too (level-triggered: the rest wakes us again). */
+static void on_udp(void)
+{
+	char data[65536];
+
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		ssize_t n = recvfrom(udp_fd, data, sizeof(data), 0, (struct sockaddr *)&from, &fl);
+
+		if (n < 0)
+			return; /* EAGAIN: all read; an ICMP error of an earlier echo: nothing to do */
+		while (sendto(udp_fd, data, (size_t)n, 0, (struct sockaddr *)&from, fl) < 0) {
+			struct pollfd p = { .fd = udp_fd, .events = POLLOUT };
+
+			if (errno == EINTR)
+				continue;
+			if ((errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) && poll(&p, 1, 100) > 0)
+				continue;
+			fprintf(stderr, "epoll_echo: udp: a datagram of %zd bytes not echoed: %s\n", n, strerror(errno));
+			break;
+		}
+	}
+}
+
+static int open_udp(const char *addr, const char *port, int rcvbuf)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
+				  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE };
+	struct addrinfo *res;
+	int fd, r;
+
+	r = getaddrinfo(addr, port, &hints, &res);
+	if (r) {
+		fprintf(stderr, "epoll_echo: %s port %s: %s\n", addr, port, gai_strerror(r));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0 && rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) < 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0)
+		fprintf(stderr, "epoll_echo: --rcvbuf %d: %s\n", rcvbuf, strerror(errno));
+	if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0) {
+		fprintf(stderr, "epoll_echo: cannot bind UDP %s port %s: %s\n", addr, port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
 /* MIB MiB of non-zero, touched memory, kept for the process's lifetime. */
 static int ballast(const char *arg)
 {
@@ -267,18 +329,47 @@ static int open_listener(const char *addr, const char *port)
 int main(int argc, char *argv[])
 {
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL }, events[MAX_EVENTS];
+	const char *mib = NULL;
+	bool udp = false;
+	long rcvbuf = 0;
 
-	if (!(argc == 3 || (argc == 5 && !strcmp(argv[3], "--ballast")))) {
-		fprintf(stderr, "usage: epoll_echo ADDR PORT [--ballast MIB]\n");
+	for (int i = 3; argc >= 3 && i < argc; i++) {
+		char *end;
+
+		if (!strcmp(argv[i], "--ballast") && i + 1 < argc && !mib) {
+			mib = argv[++i];
+		} else if (!strcmp(argv[i], "--udp") && !udp) {
+			udp = true;
+		} else if (!strcmp(argv[i], "--rcvbuf") && i + 1 < argc && !rcvbuf) {
+			errno = 0;
+			rcvbuf = strtol(argv[++i], &end, 10);
+			if (errno || *end || rcvbuf < 1 || rcvbuf > (1l << 30))
+				argc = 0;
+		} else {
+			argc = 0; /* the usage below */
+		}
+	}
+	if (argc < 3 || (rcvbuf && !udp)) {
+		fprintf(stderr, "usage: epoll_echo ADDR PORT [--ballast MIB] [--udp [--rcvbuf BYTES]]\n");
 		return 2;
 	}
-	if (argc == 5 && ballast(argv[4]) < 0)
+	if (mib && ballast(mib) < 0)
 		return 2;
 	listen_fd = open_listener(argv[1], argv[2]);
 	if (listen_fd < 0)
 		return 1;
+	if (udp) {
+		udp_fd = open_udp(argv[1], argv[2], (int)rcvbuf);
+		if (udp_fd < 0)
+			return 1;
+	}
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, listen_fd, &ev) < 0) {
+		fprintf(stderr, "epoll_echo: epoll: %s\n", strerror(errno));
+		return 1;
+	}
+	ev.data.ptr = &udp_tag;
+	if (udp_fd >= 0 && epoll_ctl(epfd, EPOLL_CTL_ADD, udp_fd, &ev) < 0) {
 		fprintf(stderr, "epoll_echo: epoll: %s\n", strerror(errno));
 		return 1;
 	}
@@ -297,6 +388,8 @@ int main(int argc, char *argv[])
 		for (int i = 0; i < n; i++) {
 			if (!events[i].data.ptr)
 				on_listener();
+			else if (events[i].data.ptr == &udp_tag)
+				on_udp();
 			else
 				on_client(events[i].data.ptr, events[i].events);
 		}

@@ -34,6 +34,12 @@
  *	max_gap_ms: the longest time without echo data on any connection while
  *	some was awaited. At the first fault it prints and exits 1:
  *	  error conn=C offset=X: CAUSE   (mismatch, EOF, reset, timeout...)
+ *	SIGUSR1 sets a mark: each connection remembers how much it has sent,
+ *	and "mark n=M" is printed. From then on the progress lines end with
+ *	"progressed=P min_bytes=B" and the done line has them before errors=0:
+ *	P connections have had bytes sent after the mark echoed and verified,
+ *	B is the fewest such bytes of any connection (a test marks after a
+ *	move, then waits for progressed=K: every connection works there).
  *   peer tcp-pingpong --connect ADDR:PORT [--interval-us U] [--count N]
  *		       [--drain-timeout S]
  *	Sends an 8-byte sequence number every U us (1000) and checks that each
@@ -51,7 +57,8 @@
  *	  done sent=N received=N lost=0 dup=0 reordered=0 max_gap_ms=X corrupt=0
  *	or the same line starting with "error" (exit 1) if any count but
  *	sent and received is not 0. reordered: echoes that came after one with
- *	a higher number; corrupt: wrong size or payload.
+ *	a higher number; corrupt: wrong size or payload. With datagrams lost,
+ *	stderr gets "peer: missing: A-B C ..." (the first 20 ranges).
  *
  * ADDR is an IPv4 literal or an IPv6 literal in brackets ([::1]:5000).
  * Sizes take a k, m or g suffix (binary). stdout carries only the ready,
@@ -747,6 +754,8 @@ struct client {
 	bool stopping;
 	uint64_t now, stop_deadline, next_progress;
 	struct gap gap;
+	bool mark_req;		/* SIGUSR1 came (tcp-stream's mark) */
+	char progress_extra[64]; /* appended to the progress lines */
 };
 
 static void client_init(struct client *c, int argc, char **argv, const char *allowed)
@@ -837,6 +846,8 @@ static int client_wait(struct client *c, struct epoll_event *evs, int max, uint6
 				return -sig;
 			if (sig == SIGUSR2)
 				client_stop(c);
+			if (sig == SIGUSR1)
+				c->mark_req = true;
 		}
 	}
 	return m;
@@ -846,7 +857,7 @@ static void client_progress(struct client *c, const char *what, uint64_t sent, u
 {
 	if (c->now < c->next_progress)
 		return;
-	fprintf(stderr, "progress sent=%" PRIu64 " %s=%" PRIu64 "\n", sent, what, got);
+	fprintf(stderr, "progress sent=%" PRIu64 " %s=%" PRIu64 "%s\n", sent, what, got, c->progress_extra);
 	c->next_progress = c->now + 1000000000ull;
 }
 
@@ -899,6 +910,7 @@ struct sconn {
 	uint32_t events;
 	uint64_t t0;		/* when it connected: the start of its rate */
 	uint64_t sent, verified;
+	uint64_t mark;		/* sent at the last mark (SIGUSR1) */
 };
 
 static struct client S;
@@ -1010,11 +1022,27 @@ static void stream_watch(struct sconn *c)
 	}
 }
 
+/* " progressed=P min_bytes=B" since the last mark (see the top). */
+static void stream_marked(const struct sconn *sc, int k, char *buf, size_t size)
+{
+	uint64_t least = UINT64_MAX;
+	int n = 0;
+
+	for (int i = 0; i < k; i++) {
+		uint64_t after = sc[i].verified > sc[i].mark ? sc[i].verified - sc[i].mark : 0;
+
+		n += after > 0;
+		least = min_u64(least, after);
+	}
+	snprintf(buf, size, " progressed=%d min_bytes=%" PRIu64, n, k ? least : 0);
+}
+
 static int tcp_stream_main(int argc, char **argv)
 {
 	struct epoll_event evs[MAX_EVENTS];
 	uint64_t connect_deadline;
 	int k, n_up = 0, n_started = 0, n_finished = 0;
+	unsigned n_marks = 0;
 	struct sconn *sc;
 	bool ready = false;
 
@@ -1040,6 +1068,12 @@ static int tcp_stream_main(int argc, char **argv)
 		n = client_wait(&S, evs, MAX_EVENTS, deadline);
 		if (n < 0)
 			stream_fail(-1, 0, "terminated by %s", strsignal(-n));
+		if (S.mark_req) {
+			S.mark_req = false;
+			for (int i = 0; i < k; i++)
+				sc[i].mark = sc[i].sent;
+			printf("mark n=%u\n", ++n_marks);
+		}
 		for (int i = 0; i < n; i++) {
 			struct sconn *c = evs[i].data.ptr;
 
@@ -1081,10 +1115,14 @@ static int tcp_stream_main(int argc, char **argv)
 		for (int i = 0; S.rate && !S.stopping && i < k; i++)
 			if (sc[i].up)
 				stream_watch(&sc[i]);
+		if (n_marks && S.now >= S.next_progress)
+			stream_marked(sc, k, S.progress_extra, sizeof(S.progress_extra));
 		client_progress(&S, "verified", st_sent, st_verified);
 	}
-	printf("done conns=%d sent=%" PRIu64 " verified=%" PRIu64 " max_gap_ms=%.3f errors=0\n",
-	       k, st_sent, st_verified, ns_ms(S.gap.max));
+	if (n_marks)
+		stream_marked(sc, k, S.progress_extra, sizeof(S.progress_extra));
+	printf("done conns=%d sent=%" PRIu64 " verified=%" PRIu64 " max_gap_ms=%.3f%s errors=0\n",
+	       k, st_sent, st_verified, ns_ms(S.gap.max), S.progress_extra);
 	return 0;
 }
 
@@ -1210,6 +1248,30 @@ static int tcp_pingpong_main(int argc, char **argv)
  * whose bytes are the pattern of stream "seq", so a datagram that is cut,
  * altered or carries another's payload is caught.
  */
+/* On stderr, the first ranges of sequence numbers never echoed: a test
+ * puts them beside the times of its moves (a datagram a tick). */
+static void udp_print_missing(const uint8_t *seen, uint64_t sent)
+{
+	int ranges = 0;
+
+	fprintf(stderr, "peer: missing:");
+	for (uint64_t i = 0; i < sent && ranges < 20; i++) {
+		uint64_t j = i;
+
+		if (seen[i / 8] & (1u << (i % 8)))
+			continue;
+		while (j + 1 < sent && !(seen[(j + 1) / 8] & (1u << ((j + 1) % 8))))
+			j++;
+		if (j > i)
+			fprintf(stderr, " %" PRIu64 "-%" PRIu64, i, j);
+		else
+			fprintf(stderr, " %" PRIu64, i);
+		ranges++;
+		i = j;
+	}
+	fprintf(stderr, "\n");
+}
+
 static int udp_stream_main(int argc, char **argv)
 {
 	struct client c;
@@ -1302,6 +1364,8 @@ static int udp_stream_main(int argc, char **argv)
 	}
 	if (refused)
 		fprintf(stderr, "peer: %" PRIu64 " ICMP port-unreachable errors\n", refused);
+	if (got != sent)
+		udp_print_missing(seen, sent);
 	ok = got == sent && !dup && !reord && !corrupt;
 	printf("%s sent=%" PRIu64 " received=%" PRIu64 " lost=%" PRIu64 " dup=%" PRIu64
 	       " reordered=%" PRIu64 " max_gap_ms=%.3f corrupt=%" PRIu64 "\n", ok ? "done" : "error",
