@@ -278,6 +278,26 @@ static void usage(FILE *f)
 		   "on stdout once it serves. Logs go to stderr as key=value lines.\n");
 }
 
+/* SOCKMIG_DEBUG=1: the library's debug messages (the move's phases) on
+ * stderr, stamped with the monotonic clock as the CLI's are, so that both
+ * sides of a move line up; one write(2) per line, like log_kv. */
+static void debug_log(enum sockmig_log_level level, const char *msg, void *userdata)
+{
+	char line[700];
+	struct timespec ts;
+	int n;
+
+	(void)level;
+	(void)userdata;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	n = snprintf(line, sizeof(line), "sockmigd[%d]: %5ld.%06ld %s\n", (int)getpid(), (long)(ts.tv_sec % 100000),
+		     ts.tv_nsec / 1000, msg);
+	if (n > (int)sizeof(line) - 1)
+		n = (int)sizeof(line) - 1;
+	if (write(STDERR_FILENO, line, (size_t)n) < 0) {
+	}
+}
+
 int main(int argc, char *argv[])
 {
 	static const struct option opts[] = {
@@ -326,6 +346,8 @@ int main(int argc, char *argv[])
 	}
 	d.node = node ? node : "";
 	log_set_node(d.node);
+	if (getenv("SOCKMIG_DEBUG") && getenv("SOCKMIG_DEBUG")[0] && strcmp(getenv("SOCKMIG_DEBUG"), "0"))
+		sockmig_set_log(debug_log, SOCKMIG_LOG_DEBUG, NULL);
 	if (config) {
 		int r = sockmig_config_load(config, 0, &d.cfg);
 		if (r < 0) {

@@ -19,7 +19,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const uint16_t types[] = {
-	0x0401, 0x0402, 0x0101, 0x0102, 0x0201, 0x0301, 0x0999,
+	0x0401, 0x0402, 0x0403, 0x0101, 0x0102, 0x0201, 0x0301, 0x0999,
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
